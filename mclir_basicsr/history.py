@@ -1,0 +1,159 @@
+"""NegativePool: the "history" of MCLIR, K lagged copies of the network being trained.
+
+Negative k is refreshed every ``update_every[k]`` iterations (at the iterations that are
+multiples of it, after the optimiser step) from the bare, unwrapped network:
+
+    theta_k <- decay[k] * theta_k + (1 - decay[k]) * theta
+
+for parameters and floating-point buffers alike (integer buffers such as BatchNorm's
+``num_batches_tracked`` are copied). At construction each negative starts as
+
+    theta_k = init_decay * theta_fresh_k + (1 - init_decay) * theta
+
+where ``theta_fresh_k`` is a freshly initialised copy of the architecture (the official
+``neg_start``). Negatives are plain modules held in a list, never registered under the trained
+model, never wrapped in DistributedDataParallel, always in eval mode without gradients. The
+refresh is a handful of ``torch._foreach_lerp_`` calls, the same on every rank.
+"""
+import copy
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+
+class NegativePoolStateError(RuntimeError):
+    """A saved pool that does not fit the current options or architecture."""
+
+
+def _float_and_other_tensors(module):
+    """(floating tensors, other tensors) of a module: parameters then buffers, in a fixed order."""
+    tensors = [p for _, p in module.named_parameters()] + [b for _, b in module.named_buffers()]
+    floats = [t for t in tensors if t.is_floating_point()]
+    others = [t for t in tensors if not t.is_floating_point()]
+    return floats, others
+
+
+class NegativePool:
+    """K negative models with their own refresh periods and decays."""
+
+    def __init__(self, net: nn.Module, update_every: Sequence[int], decay: Sequence[float], init_decay: float = 0.1,
+                 make_fresh: Optional[Callable[[], nn.Module]] = None, dtype: torch.dtype = torch.float32,
+                 autocast: Optional[torch.dtype] = None, channels_last: bool = False):
+        if len(update_every) != len(decay) or not update_every:
+            raise ValueError('update_every and decay need one entry per negative (K >= 1)')
+        self.update_every = [int(p) for p in update_every]
+        self.decay = [float(d) for d in decay]
+        self.init_decay = float(init_decay)
+        self.dtype = dtype
+        self.autocast = autocast
+        self.channels_last = channels_last
+        self.arch = type(net).__name__
+        self.refreshes = [0] * len(self.update_every)
+        self.negatives: List[nn.Module] = []
+        for _ in self.update_every:
+            neg = copy.deepcopy(net)
+            if self.init_decay > 0:
+                if make_fresh is None:
+                    raise ValueError('init_decay > 0 needs make_fresh (a function building a fresh network)')
+                fresh = make_fresh().to(next(iter(net.parameters())).device)
+                self._blend(neg, fresh, net, self.init_decay)
+            self.negatives.append(self._prepare(neg))
+
+    def __len__(self):
+        return len(self.negatives)
+
+    # ------------------------------------------------------------------ weights
+    def _prepare(self, neg):
+        neg.requires_grad_(False).eval()
+        if self.dtype != torch.float32:
+            neg.to(dtype=self.dtype)
+        if self.channels_last:
+            neg.to(memory_format=torch.channels_last)
+        return neg
+
+    @staticmethod
+    @torch.no_grad()
+    def _blend(out, a, b, weight_a):
+        """out <- weight_a * a + (1 - weight_a) * b (a, b, out: same architecture)."""
+        fo, oo = _float_and_other_tensors(out)
+        fa, _ = _float_and_other_tensors(a)
+        fb, ob = _float_and_other_tensors(b)
+        torch._foreach_copy_(fo, fb)
+        torch._foreach_lerp_(fo, fa, weight_a)
+        for t, s in zip(oo, ob):
+            t.copy_(s)
+
+    @torch.no_grad()
+    def refresh(self, k: int, net: nn.Module):
+        """theta_k <- decay_k * theta_k + (1 - decay_k) * theta, now."""
+        dst_f, dst_o = _float_and_other_tensors(self.negatives[k])
+        src_f, src_o = _float_and_other_tensors(net)
+        if len(dst_f) != len(src_f):
+            raise NegativePoolStateError(f'negative {k} and the network have different tensors')
+        if self.dtype != torch.float32:  # lerp in the source precision, then store
+            src_f = [s.to(self.dtype) for s in src_f]
+        torch._foreach_lerp_(dst_f, src_f, 1.0 - self.decay[k])
+        for t, s in zip(dst_o, src_o):
+            t.copy_(s)
+        self.refreshes[k] += 1
+
+    def step(self, current_iter: int, net: nn.Module):
+        """Refresh the negatives whose period has come (call after the optimiser step)."""
+        for k, period in enumerate(self.update_every):
+            if current_iter % period == 0:
+                self.refresh(k, net)
+
+    # ------------------------------------------------------------------ forward
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """All negatives' outputs for one batch, stacked on a new first dim: (K, B, C, H, W)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            outs = [neg(x if self.dtype == torch.float32 or self.autocast else x.to(self.dtype))
+                    for neg in self.negatives]
+        return torch.stack([o.float() for o in outs])
+
+    def to(self, device):
+        for neg in self.negatives:
+            neg.to(device)
+        return self
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        return {
+            'version': 1,
+            'arch': self.arch,
+            'update_every': list(self.update_every),
+            'decay': list(self.decay),
+            'init_decay': self.init_decay,
+            'refreshes': list(self.refreshes),
+            'negatives': [{k: v.detach().cpu().clone() for k, v in neg.state_dict().items()}
+                          for neg in self.negatives],
+        }
+
+    def load_state_dict(self, state, strict_schedule: bool = False):
+        """Restore negatives. Different K or architecture: NegativePoolStateError, naming both."""
+        saved_k = len(state['negatives'])
+        if saved_k != len(self.negatives):
+            raise NegativePoolStateError(
+                f'the training state holds {saved_k} negative model(s) but the options define {len(self)} '
+                f'(train.negatives.update_every has {len(self)} entries); resume with the same K or start a new run')
+        if state.get('arch') != self.arch:
+            raise NegativePoolStateError(
+                f'the training state holds negatives of architecture {state.get("arch")!r} but network_g is '
+                f'{self.arch!r}; resume with the same network_g or start a new run')
+        for k, (neg, sd) in enumerate(zip(self.negatives, state['negatives'])):
+            own = neg.state_dict()
+            bad = sorted(set(own) ^ set(sd)) + sorted(
+                n for n in set(own) & set(sd) if own[n].shape != sd[n].shape)
+            if bad:
+                raise NegativePoolStateError(
+                    f'negative {k} in the training state does not fit network_g ({self.arch}): '
+                    f'tensors differ at {", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""}; '
+                    'resume with the same network_g options or start a new run')
+            neg.load_state_dict(sd)
+        if strict_schedule and (state['update_every'] != self.update_every or state['decay'] != self.decay):
+            raise NegativePoolStateError('the negatives\' schedule differs from the training state')
+        self.refreshes = list(state.get('refreshes', self.refreshes))

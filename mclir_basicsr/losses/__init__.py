@@ -1,0 +1,4 @@
+"""Losses registered with BasicSR's LOSS_REGISTRY."""
+from mclir_basicsr.losses.spn_loss import SPNLoss
+
+__all__ = ['SPNLoss']

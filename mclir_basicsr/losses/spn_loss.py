@@ -1,0 +1,92 @@
+"""SPNLoss: the Self-Prior guided Negative loss of MCLIR.
+
+    D_k = sum_l w_l * mean criterion(phi_l(out) - phi_l(neg_k))     (one value per negative)
+    subtract:  L = -lambda * mean_k min(D_k, max_distance)          (the paper)
+    ratio:     L =  lambda * D(out, gt) / mean_k D_k                (bounded below by 0)
+
+phi is VGG16/VGG19 features (BasicSR layer names, weights and input normalisation, as BasicSR's
+PerceptualLoss) or the pixels themselves. The output's features are computed once per step, with
+gradient; the K negatives' (and, for ``ratio``, the ground truth's) in one batched pass under
+``torch.inference_mode``. With criterion l1 and mode subtract, D_k equals BasicSR's
+``PerceptualLoss(layer_weights, perceptual_weight=1)(out, neg_k)``, so the term matches the
+official code, which subtracts the mean of that over the negatives.
+"""
+import torch
+from torch import nn
+
+from basicsr.utils.registry import LOSS_REGISTRY
+from mclir_basicsr.options import SPN, validate_section
+from mclir_basicsr.losses.vgg import VGGFeatures
+
+_DTYPES = {None: None, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def _criterion(diff, name):
+    if name == 'l1':
+        return diff.abs()
+    if name == 'l2':
+        return diff.square()
+    return torch.sqrt(diff.square() + 1e-12)  # charbonnier, eps as BasicSR's CharbonnierLoss
+
+
+@LOSS_REGISTRY.register()
+class SPNLoss(nn.Module):
+    """See the module docstring; every argument is documented in :mod:`mclir_basicsr.options`."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        cfg = validate_section('spn_opt', dict(kwargs, type='SPNLoss'), SPN)
+        self.cfg = cfg
+        self.loss_weight = cfg['loss_weight']
+        self.mode, self.criterion, self.max_distance = cfg['mode'], cfg['criterion'], cfg['max_distance']
+        self.autocast = _DTYPES[cfg['autocast']]
+        self.channels_last = cfg['channels_last']
+        if cfg['feature'] == 'pixel':
+            self.features = None
+            self.layer_weights = {'pixel': 1.0}
+        else:
+            self.layer_weights = dict(cfg['layer_weights'])
+            self.features = VGGFeatures(cfg['feature'], list(self.layer_weights), cfg['use_input_norm'],
+                                        cfg['range_norm'], cfg['pretrained'], cfg['download'])
+            if self.channels_last:
+                self.features.to(memory_format=torch.channels_last)
+
+    def phi(self, x):
+        """{layer: features} of a batch (N, C, H, W); fp32 out whatever the autocast."""
+        if self.features is None:
+            return {'pixel': x}
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            feats = self.features(x)
+        return {k: v.float() for k, v in feats.items()}
+
+    def distances(self, out_feats, ref_feats, n_ref):
+        """(n_ref,) distances of the output to each of n_ref reference batches."""
+        total = 0
+        for layer, w in self.layer_weights.items():
+            f_out = out_feats[layer]
+            f_ref = ref_feats[layer].reshape(n_ref, *f_out.shape)
+            d = _criterion(f_out.unsqueeze(0) - f_ref, self.criterion)
+            total = total + w * d.flatten(1).mean(1)
+        return total
+
+    def forward(self, out, negs, gt=None):
+        """out: (B, C, H, W) with grad; negs: (K, B, C, H, W). Returns (loss, D) with D: (K,), detached."""
+        k = negs.shape[0]
+        refs = negs.flatten(0, 1)
+        if self.mode == 'ratio':
+            if gt is None:
+                raise ValueError('SPNLoss(mode=ratio) needs the ground truth')
+            refs = torch.cat([refs, gt.to(refs.dtype)])
+        with torch.inference_mode():
+            ref_feats = self.phi(refs)
+        d = self.distances(self.phi(out), ref_feats, refs.shape[0] // out.shape[0])
+        d_neg = d[:k]
+        if self.mode == 'ratio':
+            loss = self.loss_weight * d[k] / (d_neg.mean() + 1e-8)
+        else:
+            if self.max_distance is not None:
+                d_neg = d_neg.clamp(max=self.max_distance)
+            loss = -self.loss_weight * d_neg.mean()
+        return loss, d[:k].detach()

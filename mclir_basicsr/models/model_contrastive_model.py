@@ -1,0 +1,186 @@
+"""ModelContrastiveModel: BasicSR's SRModel plus history negatives and the SPN loss.
+
+Works with any network in ARCH_REGISTRY, for SR (x2/x3/x4) and scale-1 restoration alike.
+Validation, metrics, EMA, schedulers, logging and the checkpoint format are SRModel's. What
+this class adds:
+
+* ``init_training_settings``: validates the MCLIR options, builds the NegativePool and SPNLoss;
+* ``optimize_parameters``: ``L = L_pix (+ L_percep) + L_spn``, a non-finite guard, and the
+  refresh of the negatives after the optimiser step;
+* ``save_training_state`` / ``resume_training``: negatives, their counters, RNG states and the
+  position in the epoch are part of the training state (exact resume);
+* ``validation`` leaves the RNG untouched, so ``val_freq`` does not change training;
+* ``test`` pads the input to a multiple of ``network_g.window_size`` (as SwinIRModel does).
+"""
+from collections import OrderedDict
+
+import torch
+from torch.nn import functional as F
+
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info, master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+from mclir_basicsr import resume
+from mclir_basicsr.compat import atomic_torch_save
+from mclir_basicsr.history import NegativePool
+from mclir_basicsr.options import parse_mclir_options
+
+_DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN/Inf; raised before the bad step or checkpoint is taken."""
+
+
+@MODEL_REGISTRY.register()
+class ModelContrastiveModel(SRModel):
+    """SRModel with K history negatives pushed away by SPNLoss."""
+
+    def __init__(self, opt):
+        if opt['is_train']:
+            self.mclir = parse_mclir_options(opt)  # before any network is built
+        super().__init__(opt)
+
+    # ------------------------------------------------------------------ set-up
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        if self.mclir.official:  # the fork subtracts its perceptual_opt: it is the SPN term here
+            official_percep = train_opt.pop('perceptual_opt')
+        try:
+            super().init_training_settings()
+        finally:
+            if self.mclir.official:
+                train_opt['perceptual_opt'] = official_percep
+        neg = self.mclir.negatives
+        net = self.get_bare_model(self.net_g)
+        self.negatives = NegativePool(
+            net, neg['update_every'], neg['decay'], neg['init_decay'],
+            make_fresh=lambda: build_network(self.opt['network_g']),
+            dtype=_DTYPES[neg['dtype']], autocast=_DTYPES[neg['autocast']], channels_last=neg['channels_last'])
+        self.cri_spn = build_loss(dict(self.mclir.spn)).to(self.device)
+        logger = get_root_logger()
+        logger.info(f'MCLIR: {len(self.negatives)} negative model(s), update_every={neg["update_every"]}, '
+                    f'decay={neg["decay"]}, init_decay={neg["init_decay"]}; SPN: feature={self.mclir.spn["feature"]}, '
+                    f'mode={self.mclir.spn["mode"]}, loss_weight={self.mclir.spn["loss_weight"]}')
+
+    # ------------------------------------------------------------------ training step
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+
+        loss_dict = OrderedDict()
+        l_total = 0
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+            l_total = l_total + loss_dict['l_pix']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, term in (('l_percep', l_percep), ('l_style', l_style)):
+                if term is not None:
+                    loss_dict[name] = term
+                    l_total = l_total + term
+        negs = self.negatives(self.lq)
+        l_spn, distances = self.cri_spn(self.output, negs, self.gt)
+        loss_dict['l_spn'] = l_spn
+        l_total = l_total + l_spn
+        for k, d in enumerate(distances):
+            loss_dict[f'd_neg{k}'] = d
+
+        if not bool(torch.isfinite(l_total)):  # one sync; BasicSR's logger syncs every step anyway
+            bad = [name for name, v in loss_dict.items() if not bool(torch.isfinite(v))]
+            raise NonFiniteError(
+                f'iteration {current_iter}: non-finite loss ({", ".join(bad) or "total"}). Training stopped before '
+                'the optimiser step; the last checkpoint and training state are intact. Lower the learning rate '
+                'or train.spn_opt.loss_weight, or bound the SPN term (train.spn_opt.max_distance, or mode: ratio).')
+        l_total.backward()
+        self.optimizer_g.step()
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+        self.negatives.step(current_iter, self.get_bare_model(self.net_g))
+
+    # ------------------------------------------------------------------ state
+    def _check_finite_weights(self, current_iter):
+        nets = {'net_g': self.get_bare_model(self.net_g)}
+        nets.update({f'negative {k}': n for k, n in enumerate(self.negatives.negatives)})
+        for name, net in nets.items():
+            tensors = [p for p in net.parameters() if p.is_floating_point()]
+            if tensors and not bool(torch.stack([t.detach().float().abs().sum() for t in tensors]).isfinite().all()):
+                raise NonFiniteError(
+                    f'iteration {current_iter}: {name} has non-finite weights; nothing was saved, the last '
+                    'checkpoint and training state are intact (resume from them with a lower learning rate).')
+
+    def save(self, epoch, current_iter):
+        if current_iter != -1 and self.is_train:
+            self._check_finite_weights(current_iter)
+        super().save(epoch, current_iter)
+
+    def _gather_rng(self):
+        state = resume.rng_state()
+        rank, world = get_dist_info()
+        if world == 1:
+            return [state]
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, state)
+        return gathered
+
+    def save_training_state(self, epoch, current_iter):
+        rngs = self._gather_rng()  # collective: every rank takes part
+        self._write_training_state(epoch, current_iter, rngs)
+
+    @master_only
+    def _write_training_state(self, epoch, current_iter, rngs):
+        if current_iter == -1:
+            return
+        progress = resume.PROGRESS
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'negatives': self.negatives.state_dict(),
+            'rng': rngs,
+            'epoch_batches': progress['batches'] if progress['epoch'] == epoch else None,
+        }
+        atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        logger = get_root_logger()
+        if 'negatives' in resume_state:
+            self.negatives.load_state_dict(resume_state['negatives'])
+        else:
+            logger.warning('The training state has no negatives (not written by ModelContrastiveModel): they '
+                           'restart from the resumed network as at the start of a run.')
+        rank, world = get_dist_info()
+        rngs = resume_state.get('rng')
+        rng = rngs[rank] if rngs is not None and len(rngs) == world else None
+        if rngs is not None and rng is None:
+            logger.warning(f'RNG states were saved for {len(rngs)} process(es), resuming with {world}: not restored.')
+        resume.set_pending(resume_state['epoch'], resume_state.get('epoch_batches'), rng)
+
+    # ------------------------------------------------------------------ evaluation
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        rng = resume.rng_state()
+        try:
+            super().validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            resume.set_rng_state(rng)
+
+    def test(self):
+        multiple = int(self.opt['network_g'].get('window_size') or 1)
+        if multiple <= 1:
+            return super().test()
+        lq = self.lq
+        h, w = lq.shape[-2:]
+        self.lq = F.pad(lq, (0, (-w) % multiple, 0, (-h) % multiple), 'reflect')
+        try:
+            super().test()
+        finally:
+            self.lq = lq
+        scale = self.opt.get('scale', 1)
+        self.output = self.output[..., :h * scale, :w * scale]

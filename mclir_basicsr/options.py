@@ -1,0 +1,316 @@
+"""The one definition of every MCLIR option: name, default, accepted values, documentation.
+
+:func:`parse_mclir_options` validates the ``train`` section of a BasicSR option dict and returns
+a :class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option path
+(``train.negatives.decay[1]``) and what is accepted. The README's option table is generated from
+this module (``python -m mclir_basicsr.options``) and a test keeps the two equal.
+"""
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed here to stay torch-free
+    'vgg16': ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1', 'conv2_1', 'relu2_1', 'conv2_2', 'relu2_2',
+              'pool2', 'conv3_1', 'relu3_1', 'conv3_2', 'relu3_2', 'conv3_3', 'relu3_3', 'pool3', 'conv4_1',
+              'relu4_1', 'conv4_2', 'relu4_2', 'conv4_3', 'relu4_3', 'pool4', 'conv5_1', 'relu5_1', 'conv5_2',
+              'relu5_2', 'conv5_3', 'relu5_3', 'pool5'],
+    'vgg19': ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1', 'conv2_1', 'relu2_1', 'conv2_2', 'relu2_2',
+              'pool2', 'conv3_1', 'relu3_1', 'conv3_2', 'relu3_2', 'conv3_3', 'relu3_3', 'conv3_4', 'relu3_4',
+              'pool3', 'conv4_1', 'relu4_1', 'conv4_2', 'relu4_2', 'conv4_3', 'relu4_3', 'conv4_4', 'relu4_4',
+              'pool4', 'conv5_1', 'relu5_1', 'conv5_2', 'relu5_2', 'conv5_3', 'relu5_3', 'conv5_4', 'relu5_4',
+              'pool5'],
+}
+FEATURES = ('vgg16', 'vgg19', 'pixel')
+CRITERIA = ('l1', 'l2', 'charbonnier')
+MODES = ('subtract', 'ratio')
+PRECISIONS = ('float32', 'bfloat16', 'float16')
+
+
+class MCLIROptionError(ValueError):
+    """A bad MCLIR option. The message starts with the option's path."""
+
+
+# --------------------------------------------------------------------------- value checks
+def _fail(path, expected, value):
+    raise MCLIROptionError(f'{path}: expected {expected}, got {value!r}')
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def positive_int(path, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        _fail(path, 'a positive integer', v)
+    return v
+
+
+def unit_float(path, v):
+    if not _is_number(v) or not 0 <= v <= 1:
+        _fail(path, 'a number in [0, 1]', v)
+    return float(v)
+
+
+def non_negative_float(path, v):
+    if not _is_number(v) or not math.isfinite(v) or v < 0:
+        _fail(path, 'a finite number >= 0', v)
+    return float(v)
+
+
+def optional_positive_float(path, v):
+    if v is None:
+        return None
+    if not _is_number(v) or not math.isfinite(v) or v <= 0:
+        _fail(path, 'null or a finite number > 0', v)
+    return float(v)
+
+
+def boolean(path, v):
+    if not isinstance(v, bool):
+        _fail(path, 'true or false', v)
+    return v
+
+
+def optional_str(path, v):
+    if v is not None and not (isinstance(v, str) and v):
+        _fail(path, 'null or a file path', v)
+    return v
+
+
+def one_of(*choices, optional=False):
+    def check(path, v):
+        if optional and v is None:
+            return None
+        if not isinstance(v, str) or v not in choices:
+            accepted = ', '.join(choices) + (', null' if optional else '')
+            close = difflib.get_close_matches(str(v), choices, n=1) if isinstance(v, str) else []
+            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            raise MCLIROptionError(f'{path}: expected one of {accepted}; got {v!r}{hint}')
+        return v
+    check.choices = choices
+    return check
+
+
+def list_of(item_check):
+    def check(path, v):
+        if _is_number(v):  # a scalar is broadcast to every negative
+            return item_check(path, v)
+        if not isinstance(v, (list, tuple)) or not v:
+            _fail(path, 'a non-empty list (one entry per negative model)', v)
+        return [item_check(f'{path}[{i}]', x) for i, x in enumerate(v)]
+    check.__name__ = f'list of {item_check.__name__} (or one for all)'
+    return check
+
+
+def layer_weights(path, v):
+    if not isinstance(v, dict) or not v:
+        _fail(path, 'a mapping of VGG layer name to weight, e.g. {relu1_2: 0.2, relu2_2: 0.3}', v)
+    return {str(k): non_negative_float(f'{path}.{k}', w) for k, w in v.items()}
+
+
+# --------------------------------------------------------------------------- the definitions
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    check: Callable
+    doc: str
+    required: bool = False
+
+
+NEGATIVES = {
+    'update_every': Option([100, 200, 500, 1000], list_of(positive_int),
+                           'Refresh period (iterations) of each negative model; its length is K.'),
+    'decay': Option(0.1, list_of(unit_float),
+                    'Per negative (or one for all): at a refresh, theta_neg <- decay*theta_neg + (1-decay)*theta.'),
+    'init_decay': Option(0.1, unit_float,
+                         'At start, theta_neg = init_decay*theta_fresh_init + (1-init_decay)*theta '
+                         '(official `neg_start`).'),
+    'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
+                       'Run the negatives\' forwards under autocast in this dtype (float16: CUDA only).'),
+    'dtype': Option('float32', one_of(*PRECISIONS),
+                    'Storage dtype of the negatives\' weights (bfloat16 halves their memory).'),
+    'channels_last': Option(False, boolean, 'Keep negatives in channels_last memory format.'),
+}
+
+SPN = {
+    'type': Option('SPNLoss', one_of('SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
+    'loss_weight': Option(0.001, non_negative_float, 'lambda: weight of the SPN term.'),
+    'feature': Option('vgg16', one_of(*FEATURES), 'Feature space phi: VGG features, or the pixels themselves.'),
+    'layer_weights': Option({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, layer_weights,
+                            'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'),
+    'criterion': Option('l1', one_of(*CRITERIA), 'Distance D between features.'),
+    'mode': Option('subtract', one_of(*MODES),
+                   '`subtract`: L += -lambda*mean_k D(out, neg_k) (the paper). '
+                   '`ratio`: L += lambda*D(out, gt)/mean_k D(out, neg_k) (bounded below by 0).'),
+    'max_distance': Option(None, optional_positive_float,
+                           '`subtract` only: clamp each D(out, neg_k) at this value, so the term is bounded '
+                           'below by -lambda*max_distance.'),
+    'use_input_norm': Option(True, boolean, 'Normalise VGG input with ImageNet mean/std (as BasicSR).'),
+    'range_norm': Option(False, boolean, 'Map [-1, 1] images to [0, 1] before VGG (as BasicSR).'),
+    'pretrained': Option(None, optional_str,
+                         'VGG weight file (torchvision format). Default: vgg16-397923af.pth / '
+                         'vgg19-dcbb9e9d.pth in $TORCH_HOME/hub/checkpoints or experiments/pretrained_models.'),
+    'download': Option(False, boolean, 'Allow downloading the VGG weights when no file is found (opt-in).'),
+    'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
+                       'Run the VGG passes under autocast in this dtype (float16: CUDA only).'),
+    'channels_last': Option(False, boolean, 'Run the VGG passes in channels_last memory format.'),
+}
+
+# The official fork's keys (Aitical/MCLIR), read when `negatives` / `spn_opt` are absent.
+OFFICIAL = {
+    'neg_iter': 'negatives.update_every',
+    'neg_decay': 'negatives.decay',
+    'neg_start': 'negatives.init_decay',
+    'perceptual_opt': 'spn_opt (subtracted, mode: subtract)',
+}
+SECTIONS = {'train.negatives': NEGATIVES, 'train.spn_opt': SPN}
+
+
+@dataclass
+class MCLIRConfig:
+    negatives: dict
+    spn: dict
+    official: bool  # built from the official fork's keys
+
+    @property
+    def num_negatives(self):
+        return len(self.negatives['update_every'])
+
+
+def _unknown_keys(path, given, known):
+    for key in given:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f' Did you mean {close[0]!r}?' if close else ''
+            raise MCLIROptionError(f'{path}.{key}: unknown option.{hint} Known: {", ".join(known)}.')
+
+
+def validate_section(path, given, spec):
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        _fail(path, 'a mapping', given)
+    _unknown_keys(path, given, spec)
+    out = {}
+    for key, option in spec.items():
+        if key in given:
+            out[key] = option.check(f'{path}.{key}', given[key])
+        elif option.required:
+            raise MCLIROptionError(f'{path}.{key}: required ({option.doc})')
+        else:
+            out[key] = option.default
+    return out
+
+
+def _from_official(train):
+    negatives = {}
+    for old, new in (('neg_iter', 'update_every'), ('neg_decay', 'decay'), ('neg_start', 'init_decay')):
+        if old in train:
+            negatives[new] = train[old]
+    percep = train.get('perceptual_opt')
+    if not isinstance(percep, dict):
+        _fail('train.perceptual_opt', 'a PerceptualLoss mapping (the official fork subtracts it)', percep)
+    percep = dict(percep)
+    if percep.pop('type', 'PerceptualLoss') != 'PerceptualLoss':
+        _fail('train.perceptual_opt.type', 'PerceptualLoss', train['perceptual_opt'].get('type'))
+    if percep.pop('style_weight', 0) not in (0, 0.0, None):
+        _fail('train.perceptual_opt.style_weight', '0 (a subtracted style term is not supported)',
+              train['perceptual_opt']['style_weight'])
+    spn = {'type': 'SPNLoss'}
+    renames = {'vgg_type': 'feature', 'perceptual_weight': 'loss_weight'}
+    for key, value in percep.items():
+        if key == 'criterion' and value == 'fro':
+            _fail('train.perceptual_opt.criterion', 'l1 or l2', value)
+        spn[renames.get(key, key)] = value
+    spn.setdefault('feature', 'vgg19')  # BasicSR's PerceptualLoss default
+    spn.setdefault('loss_weight', 1.0)
+    return negatives, spn
+
+
+def parse_mclir_options(opt):
+    """Validate the MCLIR part of a BasicSR option dict; return the normalised config."""
+    if not isinstance(opt, dict):
+        _fail('<options>', 'a mapping', opt)
+    train = opt.get('train')
+    if not isinstance(train, dict):
+        _fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
+    official = [k for k in ('neg_iter', 'neg_decay', 'neg_start') if k in train]
+    if official and ('negatives' in train or 'spn_opt' in train):
+        raise MCLIROptionError(
+            f'train: the official keys ({", ".join(official)}) and `negatives`/`spn_opt` are both set; '
+            'use one style (see README, "Options").')
+    if official:
+        if 'neg_iter' not in train:
+            raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')
+        negatives, spn = _from_official(train)
+        path_neg, path_spn = 'train.neg_*', 'train.perceptual_opt'
+    else:
+        if 'spn_opt' not in train:
+            raise MCLIROptionError(
+                'train.spn_opt: required by ModelContrastiveModel, e.g. {type: SPNLoss, loss_weight: 0.001} '
+                '(or the official keys neg_iter/neg_decay/neg_start with a subtracted perceptual_opt)')
+        negatives, spn = train.get('negatives'), train['spn_opt']
+        path_neg, path_spn = 'train.negatives', 'train.spn_opt'
+
+    neg = validate_section(path_neg, negatives, NEGATIVES)
+    spn = validate_section(path_spn, spn, SPN)
+    if isinstance(neg['update_every'], int):
+        neg['update_every'] = [neg['update_every']]
+    k = len(neg['update_every'])
+    if isinstance(neg['decay'], float):
+        neg['decay'] = [neg['decay']] * k
+    if len(neg['decay']) != k:
+        raise MCLIROptionError(
+            f'{path_neg}.decay: has {len(neg["decay"])} entries but update_every has {k}; '
+            'give one decay per negative (or a single number for all)')
+    if spn['feature'] != 'pixel':
+        names = VGG_LAYERS[spn['feature']]
+        for layer in spn['layer_weights']:
+            if layer not in names:
+                close = difflib.get_close_matches(layer, names, n=1)
+                hint = f' (did you mean {close[0]!r}?)' if close else ''
+                raise MCLIROptionError(
+                    f'{path_spn}.layer_weights.{layer}: not a {spn["feature"]} layer{hint}; '
+                    f'accepted: {", ".join(names)}')
+    if spn['max_distance'] is not None and spn['mode'] != 'subtract':
+        raise MCLIROptionError(f'{path_spn}.max_distance: only used with mode: subtract (ratio is bounded)')
+    num_gpu = opt.get('num_gpu', 1)
+    cpu_only = num_gpu != 'auto' and not (_is_number(num_gpu) and num_gpu > 0)
+    if 'float16' in (neg['autocast'], spn['autocast'], neg['dtype']) and cpu_only:
+        raise MCLIROptionError(
+            f'{path_neg if "float16" in (neg["autocast"], neg["dtype"]) else path_spn}: float16 needs CUDA '
+            '(num_gpu > 0); use bfloat16 on CPU')
+    return MCLIRConfig(negatives=neg, spn=spn, official=bool(official))
+
+
+# --------------------------------------------------------------------------- documentation
+def _fmt(v):
+    if v is None:
+        return 'null'
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, dict):
+        return '{' + ', '.join(f'{k}: {w}' for k, w in v.items()) + '}'
+    return str(v)
+
+
+def markdown_table():
+    rows = ['| option | default | accepted | meaning |', '| --- | --- | --- | --- |']
+    for path, spec in SECTIONS.items():
+        for key, option in spec.items():
+            accepted = getattr(option.check, 'choices', None)
+            accepted = ', '.join(accepted) if accepted else option.check.__name__.replace('_', ' ')
+            default = 'required' if option.required else _fmt(option.default)
+            rows.append(f'| `{path}.{key}` | `{default}` | {accepted} | {option.doc} |')
+    for old, new in OFFICIAL.items():
+        rows.append(f'| `train.{old}` | | official fork key | read as `{new}` |')
+    return '\n'.join(rows) + '\n'
+
+
+def main(argv: Optional[list] = None):
+    print(markdown_table(), end='')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,24 @@
+"""Train with BasicSR's pipeline and the add-on registered (Real-ESRGAN style).
+
+    python mclir_basicsr/train.py -opt options/train_SwinIR_SPN.yml
+    python -m mclir_basicsr.train -opt options/train_SwinIR_SPN.yml [--auto_resume] [--debug]
+    torchrun --nproc_per_node=4 -m mclir_basicsr.train -opt X.yml --launcher pytorch
+
+experiments/ and tb_logger/ are written in the current working directory.
+"""
+import os
+import sys
+
+if __package__ in (None, ''):  # run as a file: make the package importable from a source checkout
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mclir_basicsr  # noqa: E402,F401  registers ModelContrastiveModel / SPNLoss
+from basicsr.train import train_pipeline  # noqa: E402
+
+
+def main():
+    train_pipeline(os.getcwd())
+
+
+if __name__ == '__main__':
+    main()

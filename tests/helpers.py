@@ -1,0 +1,137 @@
+"""Test helpers: a tiny paired dataset from scikit-image's photos, VGG weight files, option files."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_paired_dataset(root, scale, n=6, size=48, noise=0.0, seed=0):
+    """root/{gt,lq}/NNN.png: HR crops of scikit-image photos and their bicubic x`scale` LR
+    (scale 1: the HR with Gaussian noise `noise`, a denoising pair)."""
+    from skimage import data
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(),
+              data.immunohistochemistry()]
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, 'gt'), exist_ok=True)
+    os.makedirs(os.path.join(root, 'lq'), exist_ok=True)
+    for i in range(n):
+        img = photos[i % len(photos)]
+        y = rng.integers(0, img.shape[0] - size)
+        x = rng.integers(0, img.shape[1] - size)
+        hr = np.ascontiguousarray(img[y:y + size, x:x + size, ::-1])  # RGB -> BGR for cv2
+        if scale == 1:
+            lq = np.clip(hr + rng.normal(0, noise * 255, hr.shape), 0, 255).astype(np.uint8)
+        else:
+            lq = cv2.resize(hr, (size // scale, size // scale), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(os.path.join(root, 'gt', f'{i:03d}.png'), hr)
+        cv2.imwrite(os.path.join(root, 'lq', f'{i:03d}.png'), lq)
+    return root
+
+
+def write_vgg_weights(path, vgg_type='vgg16', legacy=False):
+    """Random VGG weights saved as torchvision saves them (``features.N.*`` keys)."""
+    import torch
+    from mclir_basicsr.options import VGG_LAYERS
+    channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+    g = torch.Generator().manual_seed(0)
+    state, in_ch = {}, 3
+    for i, name in enumerate(VGG_LAYERS[vgg_type]):
+        if name.startswith('conv'):
+            out_ch = channels[int(name[4])]
+            state[f'features.{i}.weight'] = torch.randn(out_ch, in_ch, 3, 3, generator=g) * (2 / (9 * in_ch)) ** 0.5
+            state[f'features.{i}.bias'] = torch.zeros(out_ch)
+            in_ch = out_ch
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+NETWORKS = {
+    'EDSR': lambda scale: {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16, 'num_block': 2,
+                           'upscale': scale, 'res_scale': 1, 'img_range': 255.,
+                           'rgb_mean': [0.4488, 0.4371, 0.4040]},
+    'SwinIR': lambda scale: {'type': 'SwinIR', 'upscale': scale, 'in_chans': 3, 'img_size': 8, 'window_size': 4,
+                             'img_range': 1., 'depths': [1], 'embed_dim': 12, 'num_heads': [2], 'mlp_ratio': 2,
+                             'upsampler': 'pixelshuffledirect' if scale > 1 else '', 'resi_connection': '1conv'},
+    'RRDBNet': lambda scale: {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                              'num_grow_ch': 4, 'scale': scale},
+    'MSRResNet': lambda scale: {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8,
+                                'num_block': 1, 'upscale': scale},
+}
+
+
+def train_options(name, data_root, scale=2, arch='EDSR', total_iter=3, spn=None, negatives=None, gt_size=16,
+                  val=True, extra_train=None, **top):
+    """A complete BasicSR training option dict for a tiny run."""
+    train = {
+        'ema_decay': 0,
+        'optim_g': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+        'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
+        'total_iter': total_iter,
+        'warmup_iter': -1,
+        'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+    }
+    if spn is not None:
+        train['spn_opt'] = spn
+        train['negatives'] = negatives or {'update_every': [1, 2], 'decay': [0.5, 0.9], 'init_decay': 0.1}
+    train.update(extra_train or {})
+    dataset = {'type': 'PairedImageDataset', 'dataroot_gt': os.path.join(data_root, 'gt'),
+               'dataroot_lq': os.path.join(data_root, 'lq'), 'io_backend': {'type': 'disk'}}
+    opt = {
+        'name': name,
+        'model_type': 'ModelContrastiveModel' if spn is not None or 'neg_iter' in train else 'SRModel',
+        'scale': scale,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'datasets': {
+            'train': dict(dataset, name='tiny', filename_tmpl='{}', gt_size=gt_size, use_hflip=True, use_rot=True,
+                          num_worker_per_gpu=0, batch_size_per_gpu=2, dataset_enlarge_ratio=1, prefetch_mode=None),
+        },
+        'network_g': NETWORKS[arch](scale),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': train,
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': total_iter, 'use_tb_logger': True, 'wandb': None},
+        'dist_params': {'backend': 'gloo', 'port': 29500},
+    }
+    if val:
+        opt['datasets']['val'] = dict(dataset, name='tinyval')
+        opt['val'] = {'val_freq': total_iter, 'save_img': False,
+                      'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': scale, 'test_y_channel': False}}}
+    opt.update(top)
+    return opt
+
+
+def test_options(name, data_root, weights, scale=2, arch='EDSR', model_type='ModelContrastiveModel'):
+    dataset = {'type': 'PairedImageDataset', 'name': 'tinytest', 'dataroot_gt': os.path.join(data_root, 'gt'),
+               'dataroot_lq': os.path.join(data_root, 'lq'), 'io_backend': {'type': 'disk'}}
+    return {
+        'name': name, 'model_type': model_type, 'scale': scale, 'num_gpu': 0, 'manual_seed': 0,
+        'datasets': {'test_1': dataset},
+        'network_g': NETWORKS[arch](scale),
+        'path': {'pretrain_network_g': weights, 'strict_load_g': True, 'param_key_g': 'params'},
+        'val': {'save_img': True, 'suffix': None,
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': scale, 'test_y_channel': False}}},
+    }
+
+
+def write_yaml(path, opt):
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return path
+
+
+def run(cmd, cwd, env=None, timeout=600, check=True):
+    """Run a command, return CompletedProcess; on failure the assertion shows its output."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1')
+    full_env.update(env or {})
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}'
+    return proc
+
+
+PY = sys.executable
