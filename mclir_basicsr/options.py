@@ -36,6 +36,13 @@ def _fail(path, expected, value):
     raise MCLIROptionError(f'{path}: expected {expected}, got {value!r}')
 
 
+def did_you_mean(value, choices):
+    """' (did you mean 'x'?)' for the closest choice, case-insensitively; '' if none is close."""
+    lowered = {str(c).lower(): c for c in choices}
+    close = difflib.get_close_matches(str(value).lower(), list(lowered), n=1)
+    return f' (did you mean {lowered[close[0]]!r}?)' if close else ''
+
+
 def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -84,8 +91,7 @@ def one_of(*choices, optional=False):
             return None
         if not isinstance(v, str) or v not in choices:
             accepted = ', '.join(choices) + (', null' if optional else '')
-            close = difflib.get_close_matches(str(v), choices, n=1) if isinstance(v, str) else []
-            hint = f' (did you mean {close[0]!r}?)' if close else ''
+            hint = did_you_mean(v, choices) if isinstance(v, str) else ''
             raise MCLIROptionError(f'{path}: expected one of {accepted}; got {v!r}{hint}')
         return v
     check.choices = choices
@@ -181,9 +187,8 @@ class MCLIRConfig:
 def _unknown_keys(path, given, known):
     for key in given:
         if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f' Did you mean {close[0]!r}?' if close else ''
-            raise MCLIROptionError(f'{path}.{key}: unknown option.{hint} Known: {", ".join(known)}.')
+            raise MCLIROptionError(f'{path}.{key}: unknown option{did_you_mean(key, known)}; '
+                                   f'known: {", ".join(known)}')
 
 
 def validate_section(path, given, spec):
@@ -268,10 +273,8 @@ def parse_mclir_options(opt):
         names = VGG_LAYERS[spn['feature']]
         for layer in spn['layer_weights']:
             if layer not in names:
-                close = difflib.get_close_matches(layer, names, n=1)
-                hint = f' (did you mean {close[0]!r}?)' if close else ''
                 raise MCLIROptionError(
-                    f'{path_spn}.layer_weights.{layer}: not a {spn["feature"]} layer{hint}; '
+                    f'{path_spn}.layer_weights.{layer}: not a {spn["feature"]} layer{did_you_mean(layer, names)}; '
                     f'accepted: {", ".join(names)}')
     if spn['max_distance'] is not None and spn['mode'] != 'subtract':
         raise MCLIROptionError(f'{path_spn}.max_distance: only used with mode: subtract (ratio is bounded)')

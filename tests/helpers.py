@@ -135,3 +135,6 @@ def run(cmd, cwd, env=None, timeout=600, check=True):
 
 
 PY = sys.executable
+
+
+test_options.__test__ = False  # a helper, not a test
