@@ -1,11 +1,12 @@
 """Register the add-on the moment BasicSR is imported, in any process.
 
-``mclir_basicsr_autoload.pth`` (installed next to the package) imports this package at interpreter
-start-up (unless switched off), which calls :func:`install`. That only appends two finders to ``sys.meta_path`` (standard library, no
-torch): the torchvision alias of :mod:`mclir_basicsr.compat` and :class:`_BasicSRHook`, which
-waits for ``import basicsr``. When BasicSR's package has finished importing, the hook applies the
-compat workarounds and imports the add-on's models and losses, whose decorators register them.
-Processes that never import basicsr pay for two list appends.
+``mclir_basicsr_autoload.pth`` (installed next to the package) imports this package at
+interpreter start-up (unless switched off), which calls :func:`install`. That only appends two
+finders to ``sys.meta_path`` (standard library, no torch): the torchvision alias of
+:mod:`mclir_basicsr.compat` and :class:`_BasicSRHook`, which waits for ``import basicsr``.
+When BasicSR's package has finished importing, the hook applies the compat workarounds and
+imports the add-on's models and losses, whose decorators register them. Processes that never
+import basicsr pay for two list appends.
 
 ``MCLIR_BASICSR_AUTOLOAD=0`` switches the start-up hook off; ``import mclir_basicsr`` still works.
 """

@@ -20,7 +20,6 @@ import random
 
 import numpy as np
 import torch
-
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
 

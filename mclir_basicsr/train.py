@@ -12,8 +12,9 @@ import sys
 if __package__ in (None, ''):  # run as a file: make the package importable from a source checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import mclir_basicsr  # noqa: E402,F401  registers ModelContrastiveModel / SPNLoss
 from basicsr.train import train_pipeline  # noqa: E402
+
+import mclir_basicsr  # noqa: E402,F401  registers ModelContrastiveModel / SPNLoss
 
 
 def main():

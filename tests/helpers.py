@@ -36,6 +36,7 @@ def make_paired_dataset(root, scale, n=6, size=48, noise=0.0, seed=0):
 def write_vgg_weights(path, vgg_type='vgg16', legacy=False):
     """Random VGG weights saved as torchvision saves them (``features.N.*`` keys)."""
     import torch
+
     from mclir_basicsr.options import VGG_LAYERS
     channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
     g = torch.Generator().manual_seed(0)

@@ -3,8 +3,8 @@ import time
 
 import pytest
 import torch
-
 from basicsr.losses import build_loss
+
 from mclir_basicsr.losses import SPNLoss
 from mclir_basicsr.losses.vgg import VGGFeatures, VGGWeightsNotFound
 from mclir_basicsr.options import MCLIROptionError

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from basicsr.archs import build_network
 from helpers import PY, REPO, run, test_options, train_options, write_yaml
 

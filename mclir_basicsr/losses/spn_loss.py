@@ -12,11 +12,11 @@ gradient; the K negatives' (and, for ``ratio``, the ground truth's) in one batch
 official code, which subtracts the mean of that over the negatives.
 """
 import torch
+from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from basicsr.utils.registry import LOSS_REGISTRY
-from mclir_basicsr.options import SPN, validate_section
 from mclir_basicsr.losses.vgg import VGGFeatures
+from mclir_basicsr.options import SPN, validate_section
 
 _DTYPES = {None: None, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 

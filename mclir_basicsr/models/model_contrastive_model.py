@@ -15,14 +15,14 @@ this class adds:
 from collections import OrderedDict
 
 import torch
-from torch.nn import functional as F
-
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info, master_only
 from basicsr.utils.registry import MODEL_REGISTRY
+from torch.nn import functional as F
+
 from mclir_basicsr import resume
 from mclir_basicsr.compat import atomic_torch_save
 from mclir_basicsr.history import NegativePool
