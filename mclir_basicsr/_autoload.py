@@ -10,8 +10,6 @@ import basicsr pay for two list appends.
 
 ``MCLIR_BASICSR_AUTOLOAD=0`` switches the start-up hook off; ``import mclir_basicsr`` still works.
 """
-import importlib
-import importlib.abc
 import sys
 
 from mclir_basicsr import compat
@@ -28,11 +26,13 @@ def activate():
         return
     _ACTIVE = True
     compat.apply()
-    importlib.import_module('mclir_basicsr.losses')
-    importlib.import_module('mclir_basicsr.models')
+    import mclir_basicsr.losses  # noqa: F401  (the decorators register)
+    import mclir_basicsr.models  # noqa: F401
 
 
-class _LoaderThenActivate(importlib.abc.Loader):
+class _LoaderThenActivate:
+    """Wraps BasicSR's loader (duck-typed: importlib.abc costs 15 ms to import at start-up)."""
+
     def __init__(self, loader):
         self._loader = loader
 
@@ -47,7 +47,7 @@ class _LoaderThenActivate(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _BasicSRHook(importlib.abc.MetaPathFinder):
+class _BasicSRHook:
     """Wraps the loader of the top-level ``basicsr`` package to run :func:`activate` after it."""
 
     def find_spec(self, fullname, path=None, target=None):

@@ -28,15 +28,11 @@ upstream is fixed (each checks for the broken thing before it replaces anything)
        states: the classes in :mod:`mclir_basicsr.resume` replace its sampler and prefetchers.
 =====  ==================================================================================
 
-This module imports only the standard library at import time; the import hook
-(:mod:`mclir_basicsr._autoload`) uses it before torch is loaded.
+This module imports only ``os`` and ``sys`` at import time: the start-up hook
+(:mod:`mclir_basicsr._autoload`) uses it in every Python process, before torch is loaded.
 """
-import importlib
-import importlib.abc
-import importlib.machinery
 import os
 import sys
-import sysconfig
 
 _APPLIED = False
 
@@ -44,8 +40,10 @@ _APPLIED = False
 _FT_NAME = 'torchvision.transforms.functional_tensor'
 
 
-class _FunctionalTensorAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serve ``torchvision.transforms.functional_tensor`` when torchvision no longer has it."""
+class _FunctionalTensorAlias:
+    """Serve ``torchvision.transforms.functional_tensor`` when torchvision no longer has it.
+
+    A meta-path finder and loader (duck-typed: importlib.abc costs 15 ms to import)."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != _FT_NAME:
@@ -55,12 +53,14 @@ class _FunctionalTensorAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader)
                 continue
             if finder.find_spec(fullname, path, target) is not None:
                 return None
+        import importlib.machinery
         return importlib.machinery.ModuleSpec(fullname, self)
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module):
+        import importlib
         functional = importlib.import_module('torchvision.transforms.functional')
         module.__getattr__ = lambda name: getattr(functional, name)
         module.__doc__ = 'Alias of torchvision.transforms.functional (installed by mclir_basicsr.compat).'
@@ -227,6 +227,8 @@ class _TorchWithAtomicSave:
 
 # --------------------------------------------------------------------------- W7 (output root)
 def _installed_basicsr_dir():
+    import sysconfig
+
     import basicsr
     pkg = os.path.realpath(os.path.dirname(basicsr.__file__))
     roots = {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}
