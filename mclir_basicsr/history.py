@@ -16,6 +16,7 @@ model, never wrapped in DistributedDataParallel, always in eval mode without gra
 refresh is a handful of ``torch._foreach_lerp_`` calls, the same on every rank.
 """
 import copy
+import hashlib
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -59,6 +60,14 @@ class NegativePool:
                 fresh = make_fresh().to(next(iter(net.parameters())).device)
                 self._blend(neg, fresh, net, self.init_decay)
             self.negatives.append(self._prepare(neg))
+
+    @torch.no_grad()
+    def broadcast(self, src: int = 0):
+        """Make every rank's negatives equal to rank `src`'s (the fresh inits differ per rank)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for neg in self.negatives:
+                for t in neg.state_dict().values():
+                    torch.distributed.broadcast(t, src)
 
     def __len__(self):
         return len(self.negatives)
@@ -121,6 +130,16 @@ class NegativePool:
         return self
 
     # ------------------------------------------------------------------ state
+    def fingerprints(self):
+        """A short hash of each negative's tensors (to compare negatives across ranks)."""
+        out = []
+        for neg in self.negatives:
+            h = hashlib.sha1()
+            for t in neg.state_dict().values():
+                h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            out.append(h.hexdigest()[:16])
+        return out
+
     def state_dict(self):
         return {
             'version': 1,

@@ -82,3 +82,13 @@ def test_switch_off_leaves_the_model_unknown(workdir, data_x2):
                env={'MCLIR_BASICSR_AUTOLOAD': '0', 'PYTHONPATH': str(shim)})
     assert proc.returncode != 0
     assert "No object named 'ModelContrastiveModel' found in 'model' registry" in proc.stderr
+
+
+def test_torchrun_with_basicsr_own_script(workdir, data_x2):
+    opt = train_options('torchrun_basicsr', data_x2, spn=SPN, val=False, total_iter=2)
+    opt['datasets']['train']['batch_size_per_gpu'] = 1
+    write_yaml(workdir / 'train.yml', opt)
+    torchrun = os.path.join(os.path.dirname(PY), 'torchrun')
+    run([torchrun, '--nproc_per_node=2', '--master_port=29534', os.path.join(BASICSR_DIR, 'train.py'),
+         '-opt', 'train.yml', '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})
+    assert (workdir / 'experiments' / 'torchrun_basicsr' / 'training_states' / '2.state').is_file()

@@ -31,6 +31,10 @@ from mclir_basicsr.options import parse_mclir_options
 _DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint that does not fit network_g."""
+
+
 class NonFiniteError(FloatingPointError):
     """Training produced NaN/Inf; raised before the bad step or checkpoint is taken."""
 
@@ -60,6 +64,7 @@ class ModelContrastiveModel(SRModel):
             net, neg['update_every'], neg['decay'], neg['init_decay'],
             make_fresh=lambda: build_network(self.opt['network_g']),
             dtype=_DTYPES[neg['dtype']], autocast=_DTYPES[neg['autocast']], channels_last=neg['channels_last'])
+        self.negatives.broadcast(src=0)  # DDP synced net_g; the fresh initial blends differ per rank
         self.cri_spn = build_loss(dict(self.mclir.spn)).to(self.device)
         logger = get_root_logger()
         logger.info(f'MCLIR: {len(self.negatives)} negative model(s), update_every={neg["update_every"]}, '
@@ -119,23 +124,26 @@ class ModelContrastiveModel(SRModel):
             self._check_finite_weights(current_iter)
         super().save(epoch, current_iter)
 
-    def _gather_rng(self):
-        state = resume.rng_state()
+    def _gather_per_rank(self):
+        """Every rank's RNG states and negatives' fingerprints (a collective in DDP)."""
+        mine = {'rng': resume.rng_state(), 'negatives': self.negatives.fingerprints()}
         rank, world = get_dist_info()
         if world == 1:
-            return [state]
+            return [mine]
         gathered = [None] * world
-        torch.distributed.all_gather_object(gathered, state)
+        torch.distributed.all_gather_object(gathered, mine)
+        if any(g['negatives'] != mine['negatives'] for g in gathered):
+            get_root_logger().warning('MCLIR: the negative models differ between ranks (fingerprints in the state).')
         return gathered
 
     def save_training_state(self, epoch, current_iter):
-        rngs = self._gather_rng()  # collective: every rank takes part
-        self._write_training_state(epoch, current_iter, rngs)
-
-    @master_only
-    def _write_training_state(self, epoch, current_iter, rngs):
         if current_iter == -1:
             return
+        per_rank = self._gather_per_rank()  # every rank takes part
+        self._write_training_state(epoch, current_iter, per_rank)
+
+    @master_only
+    def _write_training_state(self, epoch, current_iter, per_rank):
         progress = resume.PROGRESS
         state = {
             'epoch': epoch,
@@ -143,7 +151,8 @@ class ModelContrastiveModel(SRModel):
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
             'negatives': self.negatives.state_dict(),
-            'rng': rngs,
+            'rng': [r['rng'] for r in per_rank],
+            'negatives_fingerprints': [r['negatives'] for r in per_rank],
             'epoch_batches': progress['batches'] if progress['epoch'] == epoch else None,
         }
         atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
@@ -162,6 +171,16 @@ class ModelContrastiveModel(SRModel):
         if rngs is not None and rng is None:
             logger.warning(f'RNG states were saved for {len(rngs)} process(es), resuming with {world}: not restored.')
         resume.set_pending(resume_state['epoch'], resume_state.get('epoch_batches'), rng)
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        try:
+            super().load_network(net, load_path, strict, param_key)
+        except RuntimeError as e:
+            arch = self.opt['network_g'].get('type')
+            raise CheckpointMismatchError(
+                f'{load_path} does not fit network_g ({arch}): {str(e).splitlines()[0]} '
+                f'{" ".join(str(e).splitlines()[1:3]).strip()} ... Use the network_g options the checkpoint was '
+                'trained with (when resuming: the same as the run being resumed), or start a new run.') from e
 
     # ------------------------------------------------------------------ evaluation
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
