@@ -5,9 +5,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import make_paired_dataset, write_vgg_weights  # noqa: E402
-
 import mclir_basicsr  # noqa: E402,F401  registers the add-on (basicsr imported below)
+
+from helpers import make_paired_dataset, write_vgg_weights  # noqa: E402
 
 
 @pytest.fixture(scope='session')

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 from basicsr.archs import build_network
+
 from helpers import PY, REPO, run, test_options, train_options, write_yaml
 
 ARCH_CASES = [('EDSR', 2), ('SwinIR', 2), ('RRDBNet', 4), ('MSRResNet', 4)]
