@@ -1,0 +1,636 @@
+#!/usr/bin/env python
+"""Seconds per training iteration and peak memory: L1 baseline vs. MCLIR (SPN) vs. its floor.
+
+Builds the real models through BasicSR (``build_model(opt)`` with an option dict shaped like the one
+``basicsr.utils.options.parse_options`` returns) and times ``model.feed_data(batch);
+model.optimize_parameters(it)`` on random tensors (no dataset). Variants (``--variants``, comma list):
+
+* ``baseline``        SRModel with the L1 pixel loss;
+* ``spn_kN``          ModelContrastiveModel with N negatives (L1 + SPN);
+* ``published_kN``    the same model, stepped as the official code (Aitical/MCLIR ``SRNegModel_Multi``)
+                      steps: one perceptual call per negative (the output through VGG, with grad, N times;
+                      each negative through VGG separately) and a per-parameter Python loop refresh. It
+                      reuses this model's NegativePool negatives and SPNLoss VGG, so the two steps are
+                      compared on the same machine and weights;
+* modifiers on ``spn_kN`` (joined with ``+``): ``bf16`` (``negatives.autocast`` and ``spn_opt.autocast``
+  bfloat16), ``fp16`` (the same in float16, CUDA only), ``cl`` (``channels_last`` in both), ``negbf16``
+  (``negatives.dtype: bfloat16``), e.g. ``spn_k4+bf16+cl+negbf16``.
+
+In the same run it times the components of the method's floor (median of the same repetitions):
+network forward+backward, one no-grad network forward, VGG forward (with grad) and backward of the output
+(B images), no-grad VGG forward of K*B images; and prints
+
+    floor(K) = baseline step + K x net no-grad forward + VGG fwd(out) + VGG bwd(out) + VGG no-grad(K*B)
+
+with each row's measured/floor. Each variant (and the components) runs in its own process, forked
+from a server that has imported torch and BasicSR and nothing else, so peaks do not mix. Peak memory:
+CPU, the process's peak RSS (``getrusage`` maxrss; its RSS at start, torch and BasicSR imported, is in
+the JSON as ``rss_start_mb``); CUDA, ``torch.cuda.max_memory_allocated``. A fresh interpreter is not
+used because importing torch alone peaks at ~0.7 GB RSS, above what a small variant needs.
+
+Negatives are refreshed every ``--update-every`` iterations (default 1: every negative at every step,
+an upper bound on the refresh's cost). Without ``--vgg-weights`` random VGG weights in torchvision's
+format are written to a temporary file (timing does not depend on the values).
+
+On CPU, glibc's malloc gives buffers above its mmap threshold back to the OS after each use, so every
+step page-faults its largest activations in again; to see how much that costs, run with e.g.
+``MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=40000000000`` (or an LD_PRELOADed jemalloc).
+
+Example (the issue's configuration is the default): ``python scripts/bench_step.py --json bench.json``
+"""
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import yaml
+
+DEFAULT_ARCH = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,
+                'res_scale': 1, 'img_range': 255., 'rgb_mean': [0.4488, 0.4371, 0.4040]}  # EDSR-light
+DEFAULT_LAYERS = 'relu1_2:0.2,relu2_2:0.3,relu3_3:0.5'
+DEFAULT_VARIANTS = ('baseline,spn_k1,spn_k4,published_k1,published_k4,'
+                    'spn_k4+bf16,spn_k4+cl,spn_k4+negbf16,spn_k4+bf16+cl+negbf16')
+MODIFIERS = {  # name: (negatives options, spn_opt options)
+    'bf16': ({'autocast': 'bfloat16'}, {'autocast': 'bfloat16'}),
+    'fp16': ({'autocast': 'float16'}, {'autocast': 'float16'}),
+    'cl': ({'channels_last': True}, {'channels_last': True}),
+    'negbf16': ({'dtype': 'bfloat16'}, {}),
+}
+VARIANTS_HELP = (
+    'Variants: baseline (SRModel, L1), spn_kN (ModelContrastiveModel, N negatives), published_kN (the official '
+    'step on the same model). Modifiers of spn_kN, joined with +: bf16 (negatives and VGG under bfloat16 '
+    'autocast), fp16 (float16 autocast, CUDA only), cl (channels_last), negbf16 (negatives stored in bfloat16). '
+    f'Default: {DEFAULT_VARIANTS}.')
+_VARIANT_RE = re.compile(r'^(baseline|spn_k(\d+)|published_k(\d+))((?:\+\w+)*)$')
+_CONV_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+
+
+# =========================================================================== configuration (no torch)
+def parse_variant(name):
+    """'spn_k4+bf16+cl' -> {'name', 'kind': baseline|spn|published, 'k', 'mods'}."""
+    m = _VARIANT_RE.match(name.strip())
+    if not m:
+        raise ValueError(f'unknown variant {name!r}: expected baseline, spn_kN or published_kN, '
+                         f'spn_kN optionally with +{"/+".join(MODIFIERS)}')
+    kind = m.group(1).split('_')[0]
+    k = int(m.group(2) or m.group(3) or 0)
+    mods = [x for x in m.group(4).split('+') if x]
+    if kind != 'baseline' and k < 1:
+        raise ValueError(f'variant {name!r}: K must be >= 1')
+    if mods and kind != 'spn':
+        raise ValueError(f'variant {name!r}: modifiers apply to spn_kN only (baseline and published are fp32)')
+    for mod in mods:
+        if mod not in MODIFIERS:
+            raise ValueError(f'variant {name!r}: unknown modifier {mod!r} (known: {", ".join(MODIFIERS)})')
+    return {'name': name.strip(), 'kind': kind, 'k': k, 'mods': mods}
+
+
+def parse_layers(text):
+    """'relu1_2:0.2,relu2_2:0.3' (a missing weight is 1) -> {'relu1_2': 0.2, 'relu2_2': 0.3}."""
+    out = {}
+    for item in text.split(','):
+        if item.strip():
+            name, _, weight = item.partition(':')
+            out[name.strip()] = float(weight) if weight.strip() else 1.0
+    if not out:
+        raise ValueError('--layers: no layer given')
+    return out
+
+
+def network_options(arch_opt, scale):
+    """network_g: the EDSR-light default with --arch-opt merged over it (a --arch-opt with a `type` is
+    used as it is)."""
+    given = yaml.safe_load(arch_opt) if arch_opt else {}
+    if not isinstance(given, dict):
+        raise ValueError(f'--arch-opt: expected a YAML/JSON mapping, got {arch_opt!r}')
+    if 'type' in given:
+        return dict(given)
+    return dict(DEFAULT_ARCH, upscale=scale, **given)
+
+
+def spn_options(cfg, mods=()):
+    spn = {'type': 'SPNLoss', 'loss_weight': 0.001, 'feature': cfg['feature']}
+    if cfg['feature'] != 'pixel':
+        spn['layer_weights'] = dict(cfg['layers'])
+        spn['pretrained'] = cfg['vgg_weights']
+    for mod in mods:
+        spn.update(MODIFIERS[mod][1])
+    return spn
+
+
+def make_options(cfg, variant, device, root):
+    """A BasicSR training option dict, as parse_options(is_train=True) leaves it."""
+    scale, batch = cfg['scale'], cfg['batch']
+    train = {
+        'ema_decay': 0,
+        'optim_g': {'type': 'Adam', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+        'scheduler': {'type': 'MultiStepLR', 'milestones': [10 ** 9], 'gamma': 0.5},
+        'total_iter': 10 ** 9,
+        'warmup_iter': -1,
+        'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+    }
+    if variant['kind'] != 'baseline':
+        k = variant['k']
+        negatives = {'update_every': [cfg['update_every']] * k, 'decay': 0.1, 'init_decay': 0.1}
+        for mod in variant['mods']:
+            negatives.update(MODIFIERS[mod][0])
+        train['negatives'] = negatives
+        train['spn_opt'] = spn_options(cfg, variant['mods'])
+    name = 'bench_' + re.sub(r'\W', '_', variant['name'])
+    exp = os.path.join(root, 'experiments', name)
+    return {
+        'name': name,
+        'model_type': 'SRModel' if variant['kind'] == 'baseline' else 'ModelContrastiveModel',
+        'scale': scale,
+        'num_gpu': 1 if device == 'cuda' else 0,
+        'manual_seed': 0,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'auto_resume': False,
+        'is_train': True,
+        'datasets': {'train': {
+            'name': 'random', 'type': 'PairedImageDataset', 'phase': 'train', 'scale': scale,
+            'gt_size': cfg['patch'] * scale, 'use_hflip': True, 'use_rot': True, 'io_backend': {'type': 'disk'},
+            'num_worker_per_gpu': 0, 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None}},
+        'network_g': dict(cfg['network_g']),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                 'experiments_root': exp, 'models': os.path.join(exp, 'models'),
+                 'training_states': os.path.join(exp, 'training_states'), 'log': exp,
+                 'visualization': os.path.join(exp, 'visualization')},
+        'train': train,
+        'logger': {'print_freq': 100, 'save_checkpoint_freq': 10 ** 9, 'use_tb_logger': False, 'wandb': None},
+        'dist_params': {'backend': 'gloo', 'port': 29500},
+    }
+
+
+# =========================================================================== statistics
+def summarize(samples):
+    """median, p25, p75 (inclusive quartiles) of per-iteration seconds."""
+    s = sorted(samples)
+    if len(s) == 1:
+        return {'median_s': s[0], 'p25_s': s[0], 'p75_s': s[0], 'samples_s': s}
+    p25, _, p75 = statistics.quantiles(s, n=4, method='inclusive')
+    return {'median_s': statistics.median(s), 'p25_s': p25, 'p75_s': p75, 'samples_s': s}
+
+
+def floor_terms(components, baseline_s, k, batch):
+    """[(label, seconds)] of the floor for K negatives, from the components' medians."""
+    med = {name: c['median_s'] for name, c in components.items()}
+    vgg = 'vgg_fwd_out' in med
+    terms = [('baseline step' if baseline_s is not None else 'net fwd+bwd (no baseline row)',
+              baseline_s if baseline_s is not None else med['net_fwd_bwd']),
+             (f'{k} x net fwd no-grad', k * med['net_fwd_nograd'])]
+    if vgg:
+        terms += [(f'VGG fwd out ({batch})', med['vgg_fwd_out']),
+                  (f'VGG bwd out ({batch})', max(med['vgg_fwd_bwd_out'] - med['vgg_fwd_out'], 0.0)),
+                  (f'VGG no-grad ({k}x{batch})', med[f'vgg_nograd_k{k}'])]
+    return terms
+
+
+# =========================================================================== worker side (torch)
+def _peak_rss_mb():
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == 'darwin' else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _rss_now_mb():
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+    except OSError:
+        return _peak_rss_mb()
+
+
+def write_random_vgg(path, vgg_type):
+    """Random VGG conv weights saved as torchvision saves them (``features.N.weight/bias``)."""
+    import torch
+
+    from mclir_basicsr.options import VGG_LAYERS
+    g = torch.Generator().manual_seed(0)
+    state, in_ch = {}, 3
+    for i, name in enumerate(VGG_LAYERS[vgg_type]):
+        if name.startswith('conv'):
+            out_ch = _CONV_CHANNELS[int(name[4])]
+            state[f'features.{i}.weight'] = torch.randn(out_ch, in_ch, 3, 3, generator=g) * (2 / (9 * in_ch)) ** 0.5
+            state[f'features.{i}.bias'] = torch.zeros(out_ch)
+            in_ch = out_ch
+    torch.save(state, path)
+    return path
+
+
+def _setup_worker(task):
+    import platform
+
+    import basicsr
+    import torch
+    info = {'torch': torch.__version__, 'basicsr': getattr(basicsr, '__version__', '?'),
+            'python': platform.python_version(), 'cuda_available': torch.cuda.is_available(),
+            'cuda_device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            'default_threads': torch.get_num_threads(), 'cpu': platform.processor() or platform.machine()}
+    try:
+        with open('/proc/cpuinfo') as f:
+            info['cpu'] = next((ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')), info['cpu'])
+    except OSError:
+        pass
+    if task.get('write_vgg'):
+        write_random_vgg(task['write_vgg'], task['feature'])
+    return info
+
+
+def _timer(device):
+    import torch
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+
+    def run(fn, warmup, iters, repeats):
+        for _ in range(warmup):
+            fn()
+        sync()
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            sync()
+            samples.append((time.perf_counter() - t0) / iters)
+        return summarize(samples)
+    return run
+
+
+def _batches(cfg, device, n=2):
+    import torch
+    g = torch.Generator().manual_seed(0)
+    b, p, s = cfg['batch'], cfg['patch'], cfg['scale']
+    return [{'lq': torch.rand(b, 3, p, p, generator=g).to(device),
+             'gt': torch.rand(b, 3, p * s, p * s, generator=g).to(device)} for _ in range(n)]
+
+
+def published_step(self, current_iter):
+    """The official step (Aitical/MCLIR SRNegModel_Multi.optimize_parameters) on this model's negatives
+    and VGG: BasicSR's PerceptualLoss(output, neg_k) once per negative, i.e. the output through VGG with
+    grad K times and each negative through VGG on its own; refresh by a per-parameter loop."""
+    from collections import OrderedDict
+
+    import torch
+    self.optimizer_g.zero_grad()
+    self.output = self.net_g(self.lq)
+    with torch.no_grad():
+        neg_out = [net(self.lq) for net in self.negatives.negatives]
+    loss_dict = OrderedDict()
+    l_total = loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+    spn, l_neg = self.cri_spn, 0.0
+    for neg in neg_out:
+        l_neg = l_neg + spn.loss_weight * spn.distances(spn.phi(self.output), spn.phi(neg.detach()), 1)[0]
+    l_total = l_total - l_neg / len(neg_out)
+    loss_dict['l_neg'] = l_neg
+    l_total.backward()
+    self.optimizer_g.step()
+    self.log_dict = self.reduce_loss_dict(loss_dict)
+    net_g = self.get_bare_model(self.net_g)
+    pool = self.negatives
+    for idx, period in enumerate(pool.update_every[::-1]):  # [::-1] with idx as the official code has it
+        if current_iter % period == 0:
+            src = dict(net_g.named_parameters())
+            for name, p in pool.negatives[idx].named_parameters():
+                p.data.mul_(pool.decay[idx]).add_(src[name].data, alpha=1 - pool.decay[idx])
+
+
+def _init_worker(task):
+    import logging
+
+    import torch
+    from basicsr.utils import get_root_logger
+
+    import mclir_basicsr  # noqa: F401  registers the add-on
+    sys.stdout = sys.stderr  # the parent's stdout may carry the JSON
+    get_root_logger(log_level=logging.WARNING)
+    if task['threads']:
+        torch.set_num_threads(task['threads'])
+    torch.manual_seed(0)
+    if task['device'] == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _memory(device):
+    import torch
+    out = {'peak_rss_mb': _peak_rss_mb()}
+    if device == 'cuda':
+        out['peak_cuda_mb'] = torch.cuda.max_memory_allocated() / 2 ** 20
+    out['peak_mem_mb'] = out.get('peak_cuda_mb', out['peak_rss_mb'])
+    return out
+
+
+def _variant_worker(task):
+    import types
+
+    from basicsr.models import build_model
+    cfg, device, variant = task['cfg'], task['device'], task['variant']
+    rss_start = _rss_now_mb()
+    _init_worker(task)
+    with tempfile.TemporaryDirectory(prefix='bench_step_') as root:
+        model = build_model(make_options(cfg, variant, device, root))
+        if variant['kind'] == 'published':
+            model.optimize_parameters = types.MethodType(published_step, model)
+        batches = _batches(cfg, device)
+        it = [0]
+
+        def step():
+            it[0] += 1
+            model.feed_data(batches[it[0] % len(batches)])
+            model.optimize_parameters(it[0])
+        stats = _timer(device)(step, cfg['warmup'], cfg['iters'], cfg['repeats'])
+        out_shape = list(model.output.shape)
+    return dict(stats, rss_start_mb=rss_start, output_shape=out_shape, iterations=it[0], **_memory(device))
+
+
+def _components_worker(task):
+    import copy
+    import functools
+
+    import torch
+    from basicsr.archs import build_network
+    from basicsr.losses import build_loss
+    from torch.nn import functional as F
+
+    from mclir_basicsr.history import NegativePool
+    cfg, device = task['cfg'], task['device']
+    rss_start = _rss_now_mb()
+    _init_worker(task)
+    lq, gt = _batches(cfg, device, 1)[0].values()
+    net = build_network(dict(cfg['network_g'])).to(device).train()
+    neg = copy.deepcopy(net).requires_grad_(False).eval()
+    fns = {}
+
+    def net_fwd_bwd():
+        net.zero_grad(set_to_none=True)
+        F.l1_loss(net(lq), gt).backward()
+    fns['net_fwd_bwd'] = net_fwd_bwd
+
+    def net_fwd_nograd():
+        with torch.inference_mode():
+            neg(lq)
+    fns['net_fwd_nograd'] = net_fwd_nograd
+
+    pool = NegativePool(net, [1], [0.9], init_decay=0.0)
+    fns['refresh_foreach'] = lambda: pool.refresh(0, net)  # NegativePool's refresh of one negative
+
+    def refresh_loop():  # the official per-parameter loop, one negative
+        src = dict(net.named_parameters())
+        for name, p in neg.named_parameters():
+            p.data.mul_(0.9).add_(src[name].data, alpha=0.1)
+    fns['refresh_loop'] = refresh_loop
+
+    if cfg['feature'] != 'pixel':
+        spn = build_loss(spn_options(cfg)).to(device)
+        with torch.no_grad():
+            out = net(lq)
+
+        def vgg_out(backward):
+            x = out.detach().requires_grad_()
+            loss = sum(w * f.mean() for w, f in zip(spn.layer_weights.values(), spn.phi(x).values()))
+            if backward:
+                loss.backward()
+        fns['vgg_fwd_out'] = lambda: vgg_out(False)
+        fns['vgg_fwd_bwd_out'] = lambda: vgg_out(True)
+        def vgg_nograd(refs):
+            with torch.inference_mode():
+                spn.phi(refs)
+        for k in task['ks']:
+            fns[f'vgg_nograd_k{k}'] = functools.partial(vgg_nograd, out.repeat(k, 1, 1, 1))
+    for fn in fns.values():  # warm every component up before timing any (allocator, oneDNN primitives)
+        for _ in range(cfg['warmup']):
+            fn()
+    timer = _timer(device)
+    comps = {name: timer(fn, 0, cfg['iters'], cfg['repeats']) for name, fn in fns.items()}
+    return {'components': comps, 'rss_start_mb': rss_start, **_memory(device)}
+
+
+def _worker(task):
+    """Entry point of every forked worker: never raises (the traceback comes back as text)."""
+    try:
+        fn = {'setup': _setup_worker, 'variant': _variant_worker, 'components': _components_worker}[task['what']]
+        return fn(task)
+    except BaseException as e:  # noqa: BLE001  reported by the parent
+        return {'error': f'{type(e).__name__}: {e}', 'traceback': traceback.format_exc()}
+
+
+# =========================================================================== parent side
+class Runner:
+    """One fresh process per task, forked from a server that has imported torch and BasicSR."""
+
+    def __init__(self):
+        self.ctx = mp.get_context('forkserver')
+        self.ctx.set_forkserver_preload(['mclir_basicsr', 'torch', 'basicsr'])
+
+    def __call__(self, task):
+        try:  # a new one-worker pool per task: a new process (max_tasks_per_child needs Python 3.11)
+            with ProcessPoolExecutor(1, mp_context=self.ctx) as pool:
+                return pool.submit(_worker, task).result()
+        except BrokenProcessPool as e:  # killed, e.g. out of memory
+            return {'error': f'the worker process died ({e}); out of memory?'}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=VARIANTS_HELP)
+    p.add_argument('--arch-opt', default=None,
+                   help='network_g as YAML/JSON; without `type` it is merged over EDSR-light '
+                        '(num_feat 64, num_block 16), e.g. "{num_feat: 16, num_block: 2}"')
+    p.add_argument('--scale', type=int, default=2)
+    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--patch', type=int, default=64, help='LR patch size (gt patch = patch x scale)')
+    p.add_argument('--feature', default='vgg16', choices=('vgg16', 'vgg19', 'pixel'))
+    p.add_argument('--layers', default=DEFAULT_LAYERS, help='VGG layers and weights, "name:weight,..."')
+    p.add_argument('--vgg-weights', default=None,
+                   help='torchvision VGG weight file; default: random weights in a temporary file')
+    p.add_argument('--update-every', type=int, default=1, help='refresh period of every negative (default 1)')
+    p.add_argument('--iters', type=int, default=5, help='iterations per timed repetition')
+    p.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
+    p.add_argument('--repeats', type=int, default=5, help='timed repetitions (median/quartiles over them)')
+    p.add_argument('--variants', default=DEFAULT_VARIANTS, help='comma list (see below)')
+    p.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (0: torch default)')
+    p.add_argument('--device', default='auto', help='cpu, cuda, both (cpu,cuda) or auto (cuda if available)')
+    p.add_argument('--json', nargs='?', const='-', default=None, metavar='PATH',
+                   help='write the results as JSON to PATH (or stdout: the table then goes to stderr)')
+    return p
+
+
+def _fmt_s(x):
+    return f'{x:.4f}' if x < 1 else f'{x:.3f}'
+
+
+def markdown(report):
+    lines = []
+    cfg = report['config']
+    lines.append(f"Config: {cfg['network_g']} x{cfg['scale']}, batch {cfg['batch']}, LR patch {cfg['patch']} "
+                 f"(gt {cfg['patch'] * cfg['scale']}), {cfg['feature']} {cfg['layers']}, update_every "
+                 f"{cfg['update_every']}, warmup {cfg['warmup']}, {cfg['repeats']} x {cfg['iters']} iterations, "
+                 f"threads {cfg['threads'] or 'default'}; VGG weights: {cfg['vgg_weights_note']}")
+    env = report['environment']
+    lines.append(f"torch {env.get('torch')}, basicsr {env.get('basicsr')}, CPU {env.get('cpu')}"
+                 + (f", GPU {env['cuda_device']}" if env.get('cuda_device') else ''))
+    for device in report['devices']:
+        rows = [r for r in report['results'] if r['device'] == device]
+        mem = 'peak CUDA alloc MB' if device == 'cuda' else 'peak RSS MB (start)'
+        lines += ['', f'### {device}', '',
+                  f'| variant | K | s/iter median | p25-p75 | {mem} | x baseline | x floor |',
+                  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+        for r in rows:
+            if 'error' in r:
+                lines.append(f"| {r['variant']} | {r['k']} | failed: {r['error'][:80]} | | | | |")
+                continue
+            m = f"{r['peak_mem_mb']:.0f}" + (f" ({r['rss_start_mb']:.0f})" if device != 'cuda' else '')
+            xb = f"{r['ratio_baseline']:.2f}" if r.get('ratio_baseline') else ''
+            xf = f"{r['ratio_floor']:.2f}" if r.get('ratio_floor') else ''
+            lines.append(f"| {r['variant']} | {r['k']} | {_fmt_s(r['median_s'])} | "
+                         f"{_fmt_s(r['p25_s'])}-{_fmt_s(r['p75_s'])} | {m} | {xb} | {xf} |")
+        comps = report['components'].get(device, {})
+        if 'error' in comps:
+            lines += ['', f"Components failed: {comps['error']}"]
+            continue
+        lines += ['', '| component | s median | p25-p75 |', '| --- | ---: | ---: |']
+        for name, c in comps.get('components', {}).items():
+            lines.append(f"| {name} | {_fmt_s(c['median_s'])} | {_fmt_s(c['p25_s'])}-{_fmt_s(c['p75_s'])} |")
+        lines.append('')
+        for k, fl in report['floor'].get(device, {}).items():
+            terms = ' + '.join(f'{_fmt_s(s)} ({label})' for label, s in fl['terms'])
+            measured = ', '.join(f"{v}: {r:.2f}x" for v, r in fl['measured_over_floor'].items())
+            lines.append(f"Floor K={k}: {terms} = {_fmt_s(fl['floor_s'])} s"
+                         + (f'; measured/floor: {measured}' if measured else ''))
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    log = sys.stderr
+    try:
+        variants = [parse_variant(v) for v in args.variants.split(',') if v.strip()]
+        network_g = network_options(args.arch_opt, args.scale)
+        layers = parse_layers(args.layers) if args.feature != 'pixel' else {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise SystemExit(f'bench_step.py: {e}') from None
+    if not variants:
+        raise SystemExit('--variants: nothing to run')
+    if len({v['name'] for v in variants}) != len(variants):
+        raise SystemExit('--variants: a variant is listed twice')
+    for name, value in (('--iters', args.iters), ('--repeats', args.repeats), ('--batch', args.batch),
+                        ('--patch', args.patch), ('--scale', args.scale), ('--update-every', args.update_every)):
+        if value < 1:
+            raise SystemExit(f'{name}: must be >= 1')
+    if args.warmup < 0 or args.threads < 0:
+        raise SystemExit('--warmup and --threads must be >= 0')
+    ks = sorted({1, 4} | {v['k'] for v in variants if v['k']})  # floors: K=1, K=4 and every K run
+    cfg = {'network_g': network_g, 'scale': args.scale, 'batch': args.batch, 'patch': args.patch,
+           'feature': args.feature, 'layers': layers,
+           'update_every': args.update_every, 'iters': args.iters, 'warmup': args.warmup,
+           'repeats': args.repeats, 'threads': args.threads, 'vgg_weights': None}
+
+    runner = Runner()
+    tmp = tempfile.TemporaryDirectory(prefix='bench_step_vgg_')
+    try:
+        setup = {'what': 'setup', 'feature': args.feature}
+        if args.feature == 'pixel':
+            cfg['vgg_weights_note'] = 'none (feature: pixel)'
+        elif args.vgg_weights:
+            if not os.path.isfile(args.vgg_weights):
+                raise SystemExit(f'--vgg-weights: no file {args.vgg_weights}')
+            cfg['vgg_weights'] = os.path.abspath(args.vgg_weights)
+            cfg['vgg_weights_note'] = cfg['vgg_weights']
+        else:
+            cfg['vgg_weights'] = setup['write_vgg'] = os.path.join(tmp.name, f'{args.feature}-random.pth')
+            cfg['vgg_weights_note'] = 'random (no --vgg-weights; timing does not depend on the values)'
+            print(f'No --vgg-weights: writing random {args.feature} weights to {cfg["vgg_weights"]} '
+                  '(timing does not depend on the values).', file=log)
+        print('Starting the worker server (imports torch and BasicSR once)...', file=log, flush=True)
+        env = runner(setup)
+        if 'error' in env:
+            raise SystemExit(f'set-up failed: {env["error"]}\n{env.get("traceback", "")}')
+        if args.device == 'auto':
+            devices = ['cuda' if env['cuda_available'] else 'cpu']
+        else:
+            devices = ['cpu', 'cuda'] if args.device == 'both' else [d.strip() for d in args.device.split(',')]
+        for d in devices:
+            if d not in ('cpu', 'cuda'):
+                raise SystemExit(f'--device: unknown device {d!r}')
+            if d == 'cuda' and not env['cuda_available']:
+                raise SystemExit('--device cuda: CUDA is not available here')
+
+        report = {'config': cfg, 'environment': env, 'devices': devices, 'results': [], 'components': {},
+                  'floor': {}}
+        failed = False
+        for device in devices:
+            base = {'cfg': cfg, 'device': device, 'threads': args.threads}
+            t0 = time.time()
+            print(f'[{device}] components ...', file=log, flush=True)
+            comps = runner(dict(base, what='components', ks=ks))
+            if 'error' in comps:
+                failed = True
+                print(f'[{device}] components failed: {comps["error"]}\n{comps.get("traceback", "")}', file=log)
+            print(f'[{device}] components done in {time.time() - t0:.1f} s', file=log, flush=True)
+            report['components'][device] = comps
+            for v in variants:
+                t0 = time.time()
+                print(f'[{device}] {v["name"]} ...', file=log, flush=True)
+                res = runner(dict(base, what='variant', variant=v))
+                row = {'device': device, 'variant': v['name'], 'kind': v['kind'], 'k': v['k'], 'mods': v['mods']}
+                row.update(res)
+                if 'error' in res:
+                    failed = True
+                    print(f'[{device}] {v["name"]} failed: {res["error"]}\n{res.get("traceback", "")}', file=log)
+                else:
+                    print(f'[{device}] {v["name"]}: {res["median_s"]:.4f} s/iter, peak {res["peak_mem_mb"]:.0f} MB '
+                          f'({time.time() - t0:.1f} s)', file=log, flush=True)
+                report['results'].append(row)
+            _ratios(report, device, ks)
+    finally:
+        tmp.cleanup()
+
+    text = markdown(report)
+    if args.json:
+        data = json.dumps(report, indent=1, default=str)
+        if args.json == '-':
+            print(text, file=log)
+            print(data)
+        else:
+            with open(args.json, 'w') as f:
+                f.write(data + '\n')
+            print(text)
+    else:
+        print(text)
+    return 1 if failed else 0
+
+
+def _ratios(report, device, ks):
+    rows = [r for r in report['results'] if r['device'] == device and 'error' not in r]
+    base = next((r['median_s'] for r in rows if r['kind'] == 'baseline'), None)
+    comps = report['components'][device]
+    floors = {}
+    if 'error' not in comps:
+        for k in ks:
+            terms = floor_terms(comps['components'], base, k, report['config']['batch'])
+            floors[k] = {'terms': terms, 'floor_s': sum(s for _, s in terms), 'measured_over_floor': {}}
+    for r in rows:
+        r['ratio_baseline'] = r['median_s'] / base if base else None
+        fl = floors.get(r['k'])
+        r['ratio_floor'] = r['median_s'] / fl['floor_s'] if fl and fl['floor_s'] > 0 else None
+        if r['ratio_floor'] is not None:
+            fl['measured_over_floor'][r['variant']] = r['ratio_floor']
+    for fl in floors.values():
+        if not all(math.isfinite(s) for _, s in fl['terms']):
+            fl['floor_s'] = float('nan')
+    report['floor'][device] = {str(k): v for k, v in floors.items()}
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""scripts/bench_step.py: end to end on a tiny configuration (no timing assertions), and its pieces."""
+import importlib.util
+import json
+import math
+import os
+import types
+
+import pytest
+import torch
+
+from helpers import PY, REPO, run
+
+SCRIPT = os.path.join(REPO, 'scripts', 'bench_step.py')
+TINY = ['--arch-opt', '{num_feat: 16, num_block: 2}', '--batch', '2', '--patch', '16', '--iters', '2',
+        '--warmup', '1', '--repeats', '2', '--layers', 'relu1_2', '--threads', '1', '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def bench():
+    spec = importlib.util.spec_from_file_location('bench_step', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_end_to_end_json(tmp_path, bench):
+    proc = run([PY, SCRIPT, *TINY, '--json'], cwd=str(tmp_path), timeout=300)
+    report = json.loads(proc.stdout)
+    assert 'random' in report['config']['vgg_weights_note']  # no --vgg-weights: random weights, said so
+    assert 'random' in proc.stderr and '| variant |' in proc.stderr  # the table goes to stderr with --json
+    variants = bench.DEFAULT_VARIANTS.split(',')
+    rows = {r['variant']: r for r in report['results']}
+    assert sorted(rows) == sorted(variants)
+    for name, row in rows.items():
+        assert 'error' not in row, (name, row.get('traceback'))
+        assert row['device'] == 'cpu'
+        for key in ('median_s', 'p25_s', 'p75_s', 'peak_mem_mb', 'peak_rss_mb', 'rss_start_mb', 'ratio_baseline'):
+            assert positive(row[key]), (name, key, row[key])
+        assert row['p25_s'] <= row['median_s'] <= row['p75_s']
+        assert len(row['samples_s']) == 2 and row['iterations'] == 1 + 2 * 2
+        assert row['output_shape'] == [2, 3, 32, 32]
+        if row['k']:
+            assert positive(row['ratio_floor']), name
+    assert rows['baseline']['ratio_baseline'] == 1.0
+
+    comps = report['components']['cpu']['components']
+    for name in ('net_fwd_bwd', 'net_fwd_nograd', 'vgg_fwd_out', 'vgg_fwd_bwd_out', 'vgg_nograd_k1', 'vgg_nograd_k4',
+                 'refresh_foreach', 'refresh_loop'):
+        assert positive(comps[name]['median_s']), name
+    floors = report['floor']['cpu']
+    assert sorted(floors) == ['1', '4']
+    for k, fl in floors.items():
+        assert len(fl['terms']) == 5 and all(math.isfinite(s) and s >= 0 for _, s in fl['terms'])
+        assert fl['floor_s'] == pytest.approx(sum(s for _, s in fl['terms']))
+        assert fl['terms'][0][1] == rows['baseline']['median_s']
+        assert fl['terms'][1][1] == pytest.approx(int(k) * comps['net_fwd_nograd']['median_s'])
+        assert fl['terms'][4][1] == comps[f'vgg_nograd_k{k}']['median_s']
+        assert f'spn_k{k}' in fl['measured_over_floor'] and f'published_k{k}' in fl['measured_over_floor']
+
+
+def test_markdown_and_errors(tmp_path, vgg16_file):
+    """Given weights, a subset of variants, JSON to a file; a variant that fails is reported, exit 1."""
+    out = tmp_path / 'bench.json'
+    proc = run([PY, SCRIPT, *TINY, '--vgg-weights', vgg16_file, '--variants', 'spn_k2,spn_k2+fp16',
+                '--json', str(out)], cwd=str(tmp_path), timeout=300, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report['config']['vgg_weights'] == os.path.abspath(vgg16_file)
+    rows = {r['variant']: r for r in report['results']}
+    assert positive(rows['spn_k2']['median_s']) and rows['spn_k2']['ratio_baseline'] is None
+    assert 'float16 needs CUDA' in rows['spn_k2+fp16']['error']
+    assert list(report['floor']['cpu']) == ['1', '2', '4']  # K=1 and K=4 always, and every K run
+    assert report['floor']['cpu']['2']['terms'][0][0].startswith('net fwd+bwd')  # no baseline row
+    assert list(report['floor']['cpu']['2']['measured_over_floor']) == ['spn_k2']
+    assert '| spn_k2 | 2 |' in proc.stdout and 'failed' in proc.stdout and 'Floor K=2' in proc.stdout
+
+
+def test_parse_variant_and_layers(bench):
+    assert bench.parse_variant('spn_k4+bf16+cl') == {'name': 'spn_k4+bf16+cl', 'kind': 'spn', 'k': 4,
+                                                     'mods': ['bf16', 'cl']}
+    assert bench.parse_variant('baseline')['k'] == 0
+    assert bench.parse_variant('published_k2')['kind'] == 'published'
+    for bad in ('spn', 'spn_k0', 'published_k4+bf16', 'baseline+cl', 'spn_k1+fast', 'foo'):
+        with pytest.raises(ValueError):
+            bench.parse_variant(bad)
+    assert bench.parse_layers(bench.DEFAULT_LAYERS) == {'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}
+    assert bench.parse_layers('relu1_2') == {'relu1_2': 1.0}
+    net = bench.network_options('{num_block: 2}', 3)
+    assert net['type'] == 'EDSR' and net['num_block'] == 2 and net['num_feat'] == 64 and net['upscale'] == 3
+    assert bench.network_options('{"type": "MSRResNet", "upscale": 4}', 2) == {'type': 'MSRResNet', 'upscale': 4}
+
+
+def test_options_are_complete(bench, tmp_path):
+    """The option dict has what parse_options adds, and the MCLIR options of the modifiers."""
+    cfg = {'network_g': bench.network_options(None, 2), 'scale': 2, 'batch': 8, 'patch': 64, 'feature': 'vgg16',
+           'layers': {'relu1_2': 1.0}, 'update_every': 1, 'vgg_weights': '/x.pth'}
+    opt = bench.make_options(cfg, bench.parse_variant('spn_k4+bf16+cl+negbf16'), 'cpu', str(tmp_path))
+    for key in ('is_train', 'dist', 'rank', 'world_size', 'num_gpu', 'auto_resume', 'manual_seed'):
+        assert key in opt
+    assert opt['is_train'] and not opt['dist'] and opt['num_gpu'] == 0
+    for key in ('experiments_root', 'models', 'training_states', 'log', 'visualization'):
+        assert opt['path'][key].startswith(str(tmp_path))
+    assert opt['datasets']['train']['gt_size'] == 128
+    assert opt['train']['negatives'] == {'update_every': [1] * 4, 'decay': 0.1, 'init_decay': 0.1,
+                                         'autocast': 'bfloat16', 'channels_last': True, 'dtype': 'bfloat16'}
+    assert opt['train']['spn_opt']['autocast'] == 'bfloat16' and opt['train']['spn_opt']['channels_last']
+    assert bench.make_options(cfg, bench.parse_variant('baseline'), 'cuda', str(tmp_path))['num_gpu'] == 1
+
+
+def test_published_step_matches_ours_for_one_negative(bench, vgg16_file, tmp_path):
+    """K=1: the official step (per-negative perceptual call, loop refresh) computes the same update."""
+    from basicsr.models import build_model
+    cfg = {'network_g': bench.network_options('{num_feat: 8, num_block: 1}', 2), 'scale': 2, 'batch': 2,
+           'patch': 8, 'feature': 'vgg16', 'layers': {'relu1_2': 0.4, 'relu2_2': 0.6}, 'update_every': 1,
+           'vgg_weights': vgg16_file}
+    batch = bench._batches(cfg, 'cpu', 1)[0]
+    models = []
+    for published in (False, True):
+        torch.manual_seed(0)
+        model = build_model(bench.make_options(cfg, bench.parse_variant('spn_k1'), 'cpu', str(tmp_path)))
+        model.cri_spn.loss_weight = 10.0  # make the SPN term matter in the update
+        model.optimizer_g = torch.optim.SGD(model.net_g.parameters(), lr=0.1)  # Adam's first steps ~ sign(grad)
+        if published:
+            model.optimize_parameters = types.MethodType(bench.published_step, model)
+        for it in (1, 2):
+            model.feed_data(batch)
+            model.optimize_parameters(it)
+        models.append(model)
+    ours, official = models
+    assert official.log_dict['l_neg'] == pytest.approx(-ours.log_dict['l_spn'], rel=1e-4)
+    for a, b in zip(ours.net_g.parameters(), official.net_g.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(ours.negatives.negatives[0].parameters(), official.negatives.negatives[0].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
