@@ -26,6 +26,9 @@ upstream is fixed (each checks for the broken thing before it replaces anything)
        package, i.e. into site-packages: outputs go to the working directory instead.
  W8    BasicSR restarts the current epoch's data order on resume and does not save RNG
        states: the classes in :mod:`mclir_basicsr.resume` replace its sampler and prefetchers.
+ W9    An unreadable image makes BasicSR's datasets fail with ``'NoneType' object has no
+       attribute 'astype'``, and a LR/HR size mismatch names no file: every dataset built by
+       ``build_dataset`` re-raises loading errors as :class:`DataLoadError` naming its files.
 =====  ==================================================================================
 
 This module imports only ``os`` and ``sys`` at import time: the start-up hook
@@ -141,8 +144,11 @@ def wrap_parse_options(parse_options):
         _DIST_PARAMS.update(_read_dist_params(sys.argv))
         opt, args = parse_options(root_path, is_train)
         if opt.get('model_type') == 'ModelContrastiveModel' and is_train:
+            from mclir_basicsr.losses.vgg import find_weights
             from mclir_basicsr.options import parse_mclir_options
-            parse_mclir_options(opt)  # fail before any dataset is built
+            spn = parse_mclir_options(opt).spn  # fail before any dataset is built
+            if spn['feature'] != 'pixel' and not spn['download']:
+                find_weights(spn['feature'], spn['pretrained'])
         _rebind_main_script()
         return opt, args
 
@@ -265,6 +271,67 @@ def redirect_installed_script_outputs():
         main.__file__ = os.path.join(os.getcwd(), 'basicsr', os.path.basename(main.__file__))
 
 
+# --------------------------------------------------------------------------- W9 (data errors)
+class DataLoadError(RuntimeError):
+    """A sample that cannot be loaded; the message names its files."""
+
+
+_GUARDED = {}
+
+
+def _sample_files(dataset, index):
+    paths = getattr(dataset, 'paths', None)
+    try:
+        entry = paths[index % len(paths)]
+    except (TypeError, IndexError, ZeroDivisionError, KeyError):
+        return ''
+    if isinstance(entry, dict):
+        return ', '.join(f'{k}: {v}' for k, v in entry.items() if isinstance(v, str))
+    return str(entry)
+
+
+def _guarded_class(cls):
+    if cls not in _GUARDED:
+        def __getitem__(self, index):
+            try:
+                return super(guarded, self).__getitem__(index)
+            except Exception as e:
+                reason = str(e)
+                if isinstance(e, AttributeError) and 'NoneType' in reason:
+                    reason = 'the image cannot be decoded (corrupt, truncated or not an image file)'
+                where = _sample_files(self, index)
+                raise DataLoadError(f'{type(self).__name__} sample {index} ({where or "files unknown"}): '
+                                    f'{reason}') from e
+
+        def __reduce__(self):  # picklable for spawned DataLoader workers
+            return _restore_guarded, (cls, self.__dict__)
+
+        guarded = type(cls.__name__, (cls,), {'__getitem__': __getitem__, '__reduce__': __reduce__,
+                                                '__module__': cls.__module__, '__qualname__': cls.__qualname__})
+        _GUARDED[cls] = guarded
+    return _GUARDED[cls]
+
+
+def _restore_guarded(cls, state):
+    obj = object.__new__(_guarded_class(cls))
+    obj.__dict__.update(state)
+    return obj
+
+
+def wrap_build_dataset(build_dataset):
+    if getattr(build_dataset, '_mclir_wrapped', False):
+        return build_dataset
+
+    def wrapped(dataset_opt):
+        dataset = build_dataset(dataset_opt)
+        if type(dataset) not in _GUARDED.values():
+            dataset.__class__ = _guarded_class(type(dataset))
+        return dataset
+
+    wrapped._mclir_wrapped = True
+    return wrapped
+
+
 # --------------------------------------------------------------------------- apply
 _NAMESPACES = ('basicsr.train', 'basicsr.test', 'basicsr.utils.options')
 
@@ -302,6 +369,7 @@ def apply():
     if _APPLIED:
         return
     _APPLIED = True
+    import basicsr.data
     import torch
     from basicsr.data import data_sampler, prefetch_dataloader
     from basicsr.models import base_model
@@ -316,6 +384,8 @@ def apply():
     base_model.BaseModel.model_to_device = wrap_model_to_device(base_model.BaseModel.model_to_device)
     if getattr(base_model, 'torch', None) is torch:
         base_model.torch = _TorchWithAtomicSave(torch)
+    basicsr.data.build_dataset = wrap_build_dataset(basicsr.data.build_dataset)
+    _rebind('build_dataset', basicsr.data.build_dataset)
     data_sampler.EnlargedSampler = resume.ResumableSampler
     prefetch_dataloader.CPUPrefetcher = resume.ResumableCPUPrefetcher
     prefetch_dataloader.CUDAPrefetcher = resume.ResumableCUDAPrefetcher

@@ -7,6 +7,7 @@
 experiments/ and tb_logger/ are written in the current working directory.
 """
 import os
+import signal
 import sys
 
 if __package__ in (None, ''):  # run as a file: make the package importable from a source checkout
@@ -18,6 +19,9 @@ import mclir_basicsr  # noqa: E402,F401  registers ModelContrastiveModel / SPNLo
 
 
 def main():
+    # SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C: temporary files are removed; the
+    # checkpoints and states on disk are whole (they are written atomically), --auto_resume continues.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     train_pipeline(os.getcwd())
 
 
