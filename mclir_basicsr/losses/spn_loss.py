@@ -48,6 +48,8 @@ class SPNLoss(nn.Module):
             self.layer_weights = dict(cfg['layer_weights'])
             self.features = VGGFeatures(cfg['feature'], list(self.layer_weights), cfg['use_input_norm'],
                                         cfg['range_norm'], cfg['pretrained'], cfg['download'])
+            if self.autocast is not None:  # autocast re-casts frozen fp32 weights at every call
+                self.features.body.to(self.autocast)
             if self.channels_last:
                 self.features.to(memory_format=torch.channels_last)
 
@@ -68,7 +70,8 @@ class SPNLoss(nn.Module):
             f_out = out_feats[layer]
             f_ref = ref_feats[layer].reshape(n_ref, *f_out.shape)
             d = _criterion(f_out.unsqueeze(0) - f_ref, self.criterion)
-            total = total + w * d.flatten(1).mean(1)
+            # mean as sum * (1/n): the backward of .mean() writes a full-size grad/n tensor first
+            total = total + (w / f_out.numel()) * d.flatten(1).sum(1)
         return total
 
     def forward(self, out, negs, gt=None):
