@@ -71,7 +71,6 @@ VARIANTS_HELP = (
     'autocast), fp16 (float16 autocast, CUDA only), cl (channels_last), negbf16 (negatives stored in bfloat16). '
     f'Default: {DEFAULT_VARIANTS}.')
 _VARIANT_RE = re.compile(r'^(baseline|spn_k(\d+)|published_k(\d+))((?:\+\w+)*)$')
-_CONV_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
 # =========================================================================== configuration (no torch)
@@ -213,20 +212,8 @@ def _rss_now_mb():
 
 
 def write_random_vgg(path, vgg_type):
-    """Random VGG conv weights saved as torchvision saves them (``features.N.weight/bias``)."""
-    import torch
-
-    from mclir_basicsr.options import VGG_LAYERS
-    g = torch.Generator().manual_seed(0)
-    state, in_ch = {}, 3
-    for i, name in enumerate(VGG_LAYERS[vgg_type]):
-        if name.startswith('conv'):
-            out_ch = _CONV_CHANNELS[int(name[4])]
-            state[f'features.{i}.weight'] = torch.randn(out_ch, in_ch, 3, 3, generator=g) * (2 / (9 * in_ch)) ** 0.5
-            state[f'features.{i}.bias'] = torch.zeros(out_ch)
-            in_ch = out_ch
-    torch.save(state, path)
-    return path
+    from mclir_basicsr.losses.vgg import write_random_weights
+    return write_random_weights(path, vgg_type)
 
 
 def _setup_worker(task):

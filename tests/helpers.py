@@ -35,20 +35,8 @@ def make_paired_dataset(root, scale, n=6, size=48, noise=0.0, seed=0):
 
 def write_vgg_weights(path, vgg_type='vgg16', legacy=False):
     """Random VGG weights saved as torchvision saves them (``features.N.*`` keys)."""
-    import torch
-
-    from mclir_basicsr.options import VGG_LAYERS
-    channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
-    g = torch.Generator().manual_seed(0)
-    state, in_ch = {}, 3
-    for i, name in enumerate(VGG_LAYERS[vgg_type]):
-        if name.startswith('conv'):
-            out_ch = channels[int(name[4])]
-            state[f'features.{i}.weight'] = torch.randn(out_ch, in_ch, 3, 3, generator=g) * (2 / (9 * in_ch)) ** 0.5
-            state[f'features.{i}.bias'] = torch.zeros(out_ch)
-            in_ch = out_ch
-    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
-    return path
+    from mclir_basicsr.losses.vgg import write_random_weights
+    return write_random_weights(path, vgg_type, legacy)
 
 
 NETWORKS = {

@@ -55,6 +55,22 @@ def find_weights(vgg_type, pretrained=None, download=False):
         '(or use feature: pixel, which needs no weights).')
 
 
+def write_random_weights(path, vgg_type='vgg16', legacy=False, seed=0):
+    """Random VGG weights in torchvision's file format (``features.N.weight/bias``), for tests and
+    benchmarks on machines without the real files. ``legacy``: the pre-1.6 (non-zip) serialisation,
+    as the published torchvision files use."""
+    g = torch.Generator().manual_seed(seed)
+    state, in_ch = {}, 3
+    for i, name in enumerate(VGG_LAYERS[vgg_type]):
+        if name.startswith('conv'):
+            out_ch = _CHANNELS[int(name[4])]
+            state[f'features.{i}.weight'] = torch.randn(out_ch, in_ch, 3, 3, generator=g) * (2 / (9 * in_ch)) ** 0.5
+            state[f'features.{i}.bias'] = torch.zeros(out_ch)
+            in_ch = out_ch
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+    return path
+
+
 def load_state(path):
     try:
         return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
