@@ -16,6 +16,11 @@ def data_x2(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def data_x3(tmp_path_factory):
+    return make_paired_dataset(str(tmp_path_factory.mktemp('data') / 'x3'), 3)
+
+
+@pytest.fixture(scope='session')
 def data_x4(tmp_path_factory):
     return make_paired_dataset(str(tmp_path_factory.mktemp('data') / 'x4'), 4, size=64)
 

@@ -8,7 +8,7 @@ from basicsr.archs import build_network
 
 from helpers import PY, REPO, run, test_options, train_options, write_yaml
 
-ARCH_CASES = [('EDSR', 2), ('SwinIR', 2), ('RRDBNet', 4), ('MSRResNet', 4)]
+ARCH_CASES = [('EDSR', 2), ('SwinIR', 2), ('RRDBNet', 4), ('MSRResNet', 4), ('EDSR', 3)]
 
 
 def train_and_test(workdir, data, arch, scale, spn, name, entry=('-m', 'mclir_basicsr.train'), **kw):
@@ -21,8 +21,8 @@ def train_and_test(workdir, data, arch, scale, spn, name, entry=('-m', 'mclir_ba
 
 
 @pytest.mark.parametrize('arch,scale', ARCH_CASES)
-def test_train_then_test_every_arch(workdir, data_x2, data_x4, vgg16_file, arch, scale):
-    data = data_x2 if scale == 2 else data_x4
+def test_train_then_test_every_arch(workdir, data_x2, data_x3, data_x4, vgg16_file, arch, scale):
+    data = {2: data_x2, 3: data_x3, 4: data_x4}[scale]
     spn = {'type': 'SPNLoss', 'loss_weight': 0.01, 'feature': 'vgg16', 'pretrained': vgg16_file,
            'layer_weights': {'relu1_2': 0.5, 'relu2_2': 0.5}}
     opt, ckpt, proc = train_and_test(workdir, data, arch, scale, spn, f'spn_{arch}')
