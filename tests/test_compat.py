@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from helpers import PY, run
 from mclir_basicsr import compat
+
+from helpers import PY, run
 
 
 def test_w1_torchvision_alias_serves_the_removed_module_only_when_missing(tmp_path):

@@ -25,7 +25,7 @@ def test_train_then_test_every_arch(workdir, data_x2, data_x3, data_x4, vgg16_fi
     data = {2: data_x2, 3: data_x3, 4: data_x4}[scale]
     spn = {'type': 'SPNLoss', 'loss_weight': 0.01, 'feature': 'vgg16', 'pretrained': vgg16_file,
            'layer_weights': {'relu1_2': 0.5, 'relu2_2': 0.5}}
-    opt, ckpt, proc = train_and_test(workdir, data, arch, scale, spn, f'spn_{arch}')
+    opt, ckpt, proc = train_and_test(workdir, data, arch, scale, spn, f'spn_{arch}', gt_size=8 * scale)
     log = proc.stdout + proc.stderr
     for key in ('l_pix:', 'l_spn:', 'd_neg0:', 'd_neg1:', '# psnr:'):
         assert key in log
