@@ -206,3 +206,24 @@ def test_sigterm_leaves_only_whole_files_and_resumes(workdir, data_x2):
     write_yaml(workdir / 'o.yml', opt)
     out = run([PY, '-m', 'mclir_basicsr.train', '-opt', 'o.yml', '--auto_resume'], cwd=workdir)
     assert f'iter: {last}' in out.stdout + out.stderr
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, data_x2):
+    from basicsr.models import build_model
+
+    from mclir_basicsr.models.model_contrastive_model import NonFiniteError
+    opt = train_options('w', data_x2, spn=SPN, val=False)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    opt['path'].update(models=str(tmp_path), training_states=str(tmp_path))
+    model = build_model(opt)
+    model.save(0, 1)
+    assert sorted(os.listdir(tmp_path)) == ['1.state', 'net_g_1.pth']
+    with torch.no_grad():
+        model.negatives.negatives[1].conv_first.weight[0, 0, 0, 0] = float('inf')
+    with pytest.raises(NonFiniteError, match='iteration 2: negative 1 has non-finite weights; nothing was saved'):
+        model.save(0, 2)
+    with torch.no_grad():
+        next(model.net_g.parameters())[0] = float('nan')
+    with pytest.raises(NonFiniteError, match='end of training: net_g has non-finite weights'):
+        model.save(-1, -1)
+    assert sorted(os.listdir(tmp_path)) == ['1.state', 'net_g_1.pth']

@@ -94,10 +94,13 @@ class ModelContrastiveModel(SRModel):
         for k, d in enumerate(distances):
             loss_dict[f'd_neg{k}'] = d
 
-        if not bool(torch.isfinite(l_total)):  # one sync; BasicSR's logger syncs every step anyway
-            bad = [name for name, v in loss_dict.items() if not bool(torch.isfinite(v))]
+        finite = torch.isfinite(l_total.detach()).to(torch.float32)
+        if self.opt['dist']:  # every rank stops together (one rank alone would hang the others in backward)
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not bool(finite):  # one sync; BasicSR's logger syncs every step anyway
+            bad = [name for name, v in loss_dict.items() if not bool(torch.isfinite(v))] or ['on another rank']
             raise NonFiniteError(
-                f'iteration {current_iter}: non-finite loss ({", ".join(bad) or "total"}). Training stopped before '
+                f'iteration {current_iter}: non-finite loss ({", ".join(bad)}). Training stopped before '
                 'the optimiser step; the last checkpoint and training state are intact. Lower the learning rate '
                 'or train.spn_opt.loss_weight, or bound the SPN term (train.spn_opt.max_distance, or mode: ratio).')
         l_total.backward()
@@ -115,12 +118,13 @@ class ModelContrastiveModel(SRModel):
         for name, net in nets.items():
             tensors = [p for p in net.parameters() if p.is_floating_point()]
             if tensors and not bool(torch.stack([t.detach().float().abs().sum() for t in tensors]).isfinite().all()):
+                when = 'end of training' if current_iter == -1 else f'iteration {current_iter}'
                 raise NonFiniteError(
-                    f'iteration {current_iter}: {name} has non-finite weights; nothing was saved, the last '
+                    f'{when}: {name} has non-finite weights; nothing was saved, the last '
                     'checkpoint and training state are intact (resume from them with a lower learning rate).')
 
     def save(self, epoch, current_iter):
-        if current_iter != -1 and self.is_train:
+        if self.is_train:
             self._check_finite_weights(current_iter)
         super().save(epoch, current_iter)
 
