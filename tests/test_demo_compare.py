@@ -1,0 +1,212 @@
+"""The demo and the comparison tool, end to end on a tiny budget, and their pure helpers."""
+import csv
+import json
+import math
+import os
+
+import cv2
+import pytest
+import torch
+
+from mclir_basicsr import compare as cmp
+
+from helpers import PY, REPO, make_paired_dataset, run, train_options, write_yaml
+
+
+def read_csv(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def check_png(path, min_size=100):
+    img = cv2.imread(str(path))
+    assert img is not None, f'{path} does not load'
+    assert img.shape[0] >= min_size and img.shape[1] >= min_size and img.std() > 0, img.shape
+
+
+def check_outputs(out, n_images, seeds):
+    table = read_csv(out / 'table.csv')
+    assert len(table) == n_images + 1 and table[-1]['image'] == 'mean'
+    assert len({r['image'] for r in table}) == n_images + 1
+    for row in table:
+        for key in ('psnr_baseline', 'psnr_spn', 'psnr_delta', 'ssim_baseline', 'ssim_spn', 'ssim_delta'):
+            assert math.isfinite(float(row[key])), (key, row)
+        assert 0 < float(row['psnr_baseline']) < 100 and -1 <= float(row['ssim_spn']) <= 1
+        assert abs(float(row['psnr_delta']) - (float(row['psnr_spn']) - float(row['psnr_baseline']))) < 1e-5
+    mean_psnr = sum(float(r['psnr_baseline']) for r in table[:-1]) / n_images
+    assert abs(mean_psnr - float(table[-1]['psnr_baseline'])) < 1e-5
+    md = (out / 'table.md').read_text()
+    assert '| **mean** |' in md and 'seconds / iteration' in md
+    for row in table[:-1]:
+        assert f'| {row["image"]} |' in md
+    runs = read_csv(out / 'runs.csv')
+    assert sorted((int(r['seed']), r['run']) for r in runs) == sorted((s, k) for s in seeds for k in cmp.RUN_LABELS)
+    for r in runs:
+        assert float(r['s_per_iter']) > 0 and math.isfinite(float(r['psnr']))
+    check_png(out / 'psnr_curve.png')
+    check_png(out / 'crops.png')
+    for seed in seeds:
+        for label in cmp.RUN_LABELS:
+            ckpt = out / 'checkpoints' / f'{label}_seed{seed}.pth'
+            state = torch.load(ckpt, map_location='cpu', weights_only=True)
+            assert 'params' in state and state['params']
+    summary = json.loads((out / 'summary.json').read_text())
+    for run_ in summary['runs']:
+        assert run_['curve'], 'no validation curve parsed from the training log'
+    return table, summary
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / 'demo'
+    proc = run([PY, '-m', 'mclir_basicsr.demo', '--out', str(out), '--quick', '--iters', '4', '--seeds', '0'],
+               cwd=str(tmp_path))
+    assert 'SPN feature space: pixel' in proc.stdout
+    assert 'Demo finished in' in proc.stdout and '| **mean** |' in proc.stdout
+    assert 'iter 4/4' in proc.stdout  # progress lines from the BasicSR logs
+    table, summary = check_outputs(out, n_images=2, seeds=[0])
+    assert {r['image'] for r in table[:-1]} == {'astronaut', 'chelsea'}
+    # the final validation of the training log is the mean of the per-image table (same metric settings)
+    for run_ in summary['runs']:
+        assert abs(run_['final_val']['psnr'] - run_['psnr']) < 2e-4, run_
+        assert [it for it, _ in run_['curve']] == [1, 2, 3, 4]
+
+
+def test_compare_two_files_several_seeds(tmp_path):
+    make_paired_dataset(str(tmp_path / 'data'), scale=2, n=3, size=32)
+    base = train_options('tinybase', 'data', total_iter=3)  # relative data paths: resolved against the cwd
+    # lambda 0: the SPN run must reproduce the baseline exactly (same initialisation, same batches)
+    spn = train_options('tinyspn', 'data', total_iter=3, spn={'type': 'SPNLoss', 'loss_weight': 0.0,
+                                                               'feature': 'pixel'})
+    write_yaml(tmp_path / 'base.yml', base)
+    write_yaml(tmp_path / 'spn.yml', spn)
+    proc = run([PY, os.path.join(REPO, 'scripts', 'compare.py'), 'base.yml', 'spn.yml', '--out', 'cmp',
+                '--seeds', '0', '1', '--iters', '2', '--val-freq', '1'], cwd=str(tmp_path))
+    assert 'over 2 seeds' in proc.stdout
+    table, summary = check_outputs(tmp_path / 'cmp', n_images=3, seeds=[0, 1])
+    assert summary['info']['iters'] == 2
+    assert all(float(r['psnr_delta']) == 0 and float(r['ssim_delta']) == 0 for r in table), table
+    by_seed = {r['seed']: r for r in summary['runs'] if r['label'] == 'baseline'}
+    assert by_seed[0]['psnr'] != by_seed[1]['psnr']  # the seed is applied
+    opt = cmp.load_options(tmp_path / 'cmp' / 'options' / 'tinybase_spn_seed1.yml')
+    assert opt['manual_seed'] == 1 and opt['train']['total_iter'] == 2
+    assert opt['datasets']['train']['dataroot_gt'] == str(tmp_path / 'data' / 'gt')
+    assert opt['model_type'] == 'ModelContrastiveModel' and opt['train']['spn_opt']['loss_weight'] == 0.0
+
+
+def test_compare_one_file_spn_off_scale1(tmp_path):
+    make_paired_dataset(str(tmp_path / 'data'), scale=1, n=2, size=32, noise=0.1)
+    spn = train_options('denoise', str(tmp_path / 'data'), scale=1, arch='SwinIR', total_iter=2,
+                        spn={'type': 'SPNLoss', 'loss_weight': 0.1, 'feature': 'pixel', 'mode': 'ratio'})
+    write_yaml(tmp_path / 'spn.yml', spn)
+    out = tmp_path / 'cmp'
+    run([PY, '-m', 'mclir_basicsr.compare', 'spn.yml', '--spn', 'off', '--out', str(out)], cwd=str(tmp_path))
+    check_outputs(out, n_images=2, seeds=[0])
+    base = cmp.load_options(out / 'options' / 'denoise_baseline_seed0.yml')
+    assert base['model_type'] == 'SRModel' and 'spn_opt' not in base['train'] and 'negatives' not in base['train']
+    check_png(out / 'crops.png')
+
+
+def test_compare_cli_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / 'spn.yml', train_options('x', 'data', spn={'type': 'SPNLoss', 'feature': 'pixel'}))
+    write_yaml(tmp_path / 'base.yml', train_options('y', 'data'))
+    for argv, message in ((['spn.yml', '--spn', 'on'], 'already uses SPN'),
+                          (['base.yml', '--spn', 'off'], 'does not use SPN'),
+                          (['spn.yml', 'spn.yml'], 'baseline option file uses SPN'),
+                          (['base.yml', 'spn.yml', '--spn', 'on'], '--spn is for a single option file')):
+        with pytest.raises(SystemExit, match=message):
+            cmp.main(argv)
+    val = train_options('z', 'other', spn={'type': 'SPNLoss', 'feature': 'pixel'})
+    write_yaml(tmp_path / 'other.yml', val)
+    with pytest.raises(SystemExit, match='different datasets'):
+        cmp.main(['base.yml', 'other.yml'])
+    assert not (tmp_path / 'compare_output').exists()  # nothing written on an error
+
+
+def test_spn_toggle_and_rewrite(tmp_path):
+    base = train_options('b', 'rel/data', total_iter=7)
+    base['path']['resume_state'] = 'somewhere.state'
+    spn = cmp.add_spn(base)
+    assert cmp.has_spn(spn) and not cmp.has_spn(base)
+    assert spn['train']['spn_opt'] == dict(cmp.DEFAULT_SPN) and spn['model_type'] == 'ModelContrastiveModel'
+    back = cmp.strip_spn(spn)
+    assert back == base
+    official = train_options('o', 'd', extra_train={'neg_iter': [10], 'perceptual_opt': {'type': 'PerceptualLoss'}})
+    assert cmp.has_spn(official) and 'perceptual_opt' not in cmp.strip_spn(official)['train']
+    with pytest.raises(cmp.CompareError):
+        cmp.add_spn(dict(base, model_type='RealESRGANModel'))
+    opt = cmp.rewrite_options(spn, 'new', 5, str(tmp_path), iters=11, val_freq=3)
+    assert (opt['name'], opt['manual_seed'], opt['train']['total_iter'], opt['val']['val_freq']) == ('new', 5, 11, 3)
+    assert opt['datasets']['val']['dataroot_lq'] == str(tmp_path / 'rel' / 'data' / 'lq')
+    assert opt['path']['resume_state'] is None and spn['name'] == 'b'  # the input is not modified
+    psnr, ssim = cmp.metric_settings(base)
+    assert psnr == {'crop_border': 2, 'test_y_channel': False} and ssim == psnr
+
+
+ITER = ('2024-01-01 00:00:0{t},000 INFO: [x..][epoch:  0, iter:     {it}, lr:(1.000e-03,)] '
+        '[eta: 0:01:00, time (data): {s} (0.002)] {losses}\n')
+LOG = ('2024-01-01 00:00:00,000 INFO: Start training from epoch: 0, iter: 0\n'
+       + ITER.format(t=1, it=' 50', s='0.100', losses='l_pix: 2.0e-02 l_spn: -1.0e-02 d_neg0: 3.0e-02')
+       + ITER.format(t=2, it='100', s='0.200', losses='l_pix: 1.0e-02 l_spn: -5.0e-03')
+       + """2024-01-01 00:00:02,100 INFO: Validation val
+\t # psnr: 30.0000\tBest: 30.0000 @ 100 iter
+\t # ssim: 0.9000\tBest: 0.9000 @ 100 iter
+
+2024-01-01 00:00:04,000 INFO: Validation val
+\t # psnr: 31.0000\tBest: 31.0000 @ 200 iter
+\t # ssim: 0.9100\tBest: 0.9100 @ 200 iter
+
+2024-01-01 00:00:05,000 INFO: End of training. Time consumed: 0:00:05
+2024-01-01 00:00:05,100 INFO: Validation val
+\t # psnr: 31.5000\tBest: 31.5000 @ 251 iter
+\t # ssim: 0.9200\tBest: 0.9200 @ 251 iter
+""")
+
+
+def test_parse_train_log():
+    parsed = cmp.parse_train_log(LOG, val_freq=100, total_iter=250)
+    assert parsed['curves']['val']['psnr'] == [(100, 30.0), (200, 31.0), (250, 31.5)]
+    assert parsed['curves']['val']['ssim'][-1] == (250, 0.92)
+    assert parsed['iter_times'] == [0.1, 0.2]
+    assert parsed['losses'][0] == (50, {'l_pix': 0.02, 'l_spn': -0.01, 'd_neg0': 0.03})
+    # a run whose total_iter is a multiple of val_freq validates twice at the end: counted once
+    parsed = cmp.parse_train_log(LOG.replace('250', '200'), val_freq=100, total_iter=200)
+    assert [it for it, _ in parsed['curves']['val']['psnr']] == [100, 200]
+    assert cmp.parse_iter_line('no iteration here') is None
+
+
+def test_demo_data_only_matches_shipped_options(tmp_path):
+    from mclir_basicsr import demo
+    out = tmp_path / 'd'
+    result = demo.run(['--out', str(out), '--data-only', '--quick', '--iters', '1000'])
+    base_file, spn_file = result['options']
+    assert len(os.listdir(out / 'data' / 'val' / 'gt')) == 2
+    shipped_base = cmp.load_options(os.path.join(REPO, 'options', 'demo', 'demo_EDSRx2_L1.yml'))
+    shipped_spn = cmp.load_options(os.path.join(REPO, 'options', 'demo', 'demo_EDSRx2_SPN.yml'))
+    # the shipped option files are the demo's (full-size) configuration
+    assert shipped_base['network_g'] == dict(demo.DEMO_NETWORK) and not cmp.has_spn(shipped_base)
+    assert shipped_spn['train']['spn_opt'] == dict(demo.DEMO_SPN)
+    assert shipped_spn['train']['negatives'] == dict(demo.DEMO_NEGATIVES)
+    assert cmp.strip_spn(shipped_spn)['train'] == shipped_base['train']
+    full = demo.baseline_options('demo_output/data')
+    assert shipped_base['train'] == full['train'] and shipped_base['datasets'] == full['datasets']
+    written = cmp.load_options(spn_file)
+    assert written['train']['spn_opt'] == dict(demo.DEMO_SPN) and cmp.load_options(base_file)['scale'] == 2
+
+
+def test_demo_feature_choice(tmp_path, monkeypatch):
+    from mclir_basicsr import demo
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    feature, weight, path, note = demo.choose_feature('auto', None)
+    assert (feature, weight, path) == ('pixel', demo.DEMO_SPN['loss_weight'], None)
+    assert 'SPN feature space: pixel' in note and 'no pretrained VGG16 file' in note
+    with pytest.raises(SystemExit, match='needs the pretrained torchvision weights'):
+        demo.choose_feature('vgg16', None)
+    from helpers import write_vgg_weights
+    os.makedirs(tmp_path / 'torch' / 'hub' / 'checkpoints')
+    vgg = write_vgg_weights(str(tmp_path / 'torch' / 'hub' / 'checkpoints' / 'vgg16-397923af.pth'))
+    feature, weight, path, note = demo.choose_feature('auto', None)
+    assert (feature, weight, path) == ('vgg16', demo.PAPER_VGG_WEIGHT, vgg) and 'SPN feature space: vgg16' in note
+    feature, weight, path, note = demo.choose_feature('pixel', 0.2)
+    assert (feature, weight, path) == ('pixel', 0.2, None) and 'would use it' in note
