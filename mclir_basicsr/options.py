@@ -141,7 +141,9 @@ NEGATIVES = {
 
 SPN = {
     'type': Option('SPNLoss', one_of('SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
-    'loss_weight': Option(0.001, non_negative_float, 'lambda: weight of the SPN term.'),
+    'loss_weight': Option(0.001, non_negative_float,
+                          'lambda: weight of the SPN term. 0.001 is the paper\'s value for VGG features; with '
+                          '`feature: pixel` it is a no-op: the demo sweep uses 0.1 (README, "Demo").'),
     'feature': Option('vgg16', one_of(*FEATURES), 'Feature space phi: VGG features, or the pixels themselves.'),
     'layer_weights': Option({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, layer_weights,
                             'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'),

@@ -8,8 +8,8 @@ results/ is written in the current working directory.
 import os
 import sys
 
-if __package__ in (None, ''):  # run as a file: make the package importable from a source checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ''):  # run as a file: import the package, not this folder's modules, from here
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from basicsr.test import test_pipeline  # noqa: E402
 

@@ -10,8 +10,8 @@ import os
 import signal
 import sys
 
-if __package__ in (None, ''):  # run as a file: make the package importable from a source checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __package__ in (None, ''):  # run as a file: import the package, not this folder's modules, from here
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from basicsr.train import train_pipeline  # noqa: E402
 
