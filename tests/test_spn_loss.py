@@ -129,3 +129,26 @@ def test_bad_arguments_raise_option_errors():
         SPNLoss(feature='pixel', criterion='L1')
     with pytest.raises(MCLIROptionError, match='spn_opt.lambda: unknown option'):
         SPNLoss(feature='pixel', **{'lambda': 0.1})
+
+
+@pytest.mark.parametrize('criterion', ['l1', 'l2', 'charbonnier'])
+def test_distance_gradient_matches_autograd_reference(criterion):
+    from mclir_basicsr.losses.spn_loss import _Distances
+    g = torch.Generator().manual_seed(1)
+    out = torch.rand(2, 3, 5, 4, dtype=torch.double, generator=g).requires_grad_(True)
+    refs = torch.rand(3 * 2, 3, 5, 4, dtype=torch.double, generator=g)
+    weights = torch.rand(3, dtype=torch.double, generator=g)
+    f = {'l1': torch.abs, 'l2': torch.square, 'charbonnier': lambda d: torch.sqrt(d ** 2 + 1e-12)}[criterion]
+    ref = torch.stack([f(out - r).mean() for r in refs.view(3, *out.shape)])
+    d = _Distances.apply(out, refs, criterion)
+    torch.testing.assert_close(d, ref)
+    torch.testing.assert_close(torch.autograd.grad((d * weights).sum(), out)[0],
+                               torch.autograd.grad((ref * weights).sum(), out)[0])
+    assert torch.autograd.gradcheck(lambda o: _Distances.apply(o, refs, criterion), (out,))
+
+
+def test_conv_features_are_not_overwritten_by_in_place_relu(vgg16_file):
+    feats = VGGFeatures('vgg16', ['conv1_2', 'relu1_2'], pretrained=vgg16_file)
+    out = feats(torch.rand(1, 3, 8, 8) - 0.5)
+    assert (out['conv1_2'] < 0).any()
+    torch.testing.assert_close(out['relu1_2'], out['conv1_2'].clamp(min=0))

@@ -21,12 +21,47 @@ from mclir_basicsr.options import SPN, validate_section
 _DTYPES = {None: None, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
-def _criterion(diff, name):
-    if name == 'l1':
-        return diff.abs()
-    if name == 'l2':
-        return diff.square()
-    return torch.sqrt(diff.square() + 1e-12)  # charbonnier, eps as BasicSR's CharbonnierLoss
+class _Distances(torch.autograd.Function):
+    """d[k] = mean(criterion(out - refs[k])) for the n reference batches stacked in ``refs``.
+
+    The gradient flows to ``out`` only. Autograd would keep the n-fold difference tensor (n times
+    the size of the output's features) for the backward pass; this recomputes one difference at a
+    time in a single reused buffer, forward and backward: same values, about half the time and a
+    fraction of the memory for the largest VGG layers.
+    """
+
+    @staticmethod
+    def forward(ctx, out, refs, criterion):
+        refs = refs.reshape(-1, *out.shape)
+        buf, d = torch.empty_like(out), out.new_empty(refs.shape[0])
+        for k in range(refs.shape[0]):
+            torch.sub(out, refs[k], out=buf)
+            if criterion == 'l1':
+                buf.abs_()
+            elif criterion == 'l2':
+                buf.square_()
+            else:  # charbonnier, eps as BasicSR's CharbonnierLoss
+                buf.square_().add_(1e-12).sqrt_()
+            d[k] = buf.sum()
+        ctx.save_for_backward(out)
+        ctx.refs, ctx.criterion = refs, criterion  # refs come from inference mode: not saved for autograd
+        return d / out.numel()
+
+    @staticmethod
+    def backward(ctx, grad_d):
+        out, = ctx.saved_tensors
+        grad_d = grad_d / out.numel()
+        grad, buf = torch.zeros_like(out), torch.empty_like(out)
+        for k in range(ctx.refs.shape[0]):
+            torch.sub(out, ctx.refs[k], out=buf)
+            if ctx.criterion == 'l1':
+                buf.sign_()
+            elif ctx.criterion == 'l2':
+                buf.mul_(2)
+            else:
+                buf.div_(buf.square().add_(1e-12).sqrt_())
+            grad.add_(buf.mul_(grad_d[k]))
+        return grad, None, None
 
 
 @LOSS_REGISTRY.register()
@@ -63,15 +98,11 @@ class SPNLoss(nn.Module):
             feats = self.features(x)
         return {k: v.float() for k, v in feats.items()}
 
-    def distances(self, out_feats, ref_feats, n_ref):
-        """(n_ref,) distances of the output to each of n_ref reference batches."""
+    def distances(self, out_feats, ref_feats):
+        """Distances of the output to each reference batch stacked in ref_feats: (n_ref,)."""
         total = 0
         for layer, w in self.layer_weights.items():
-            f_out = out_feats[layer]
-            f_ref = ref_feats[layer].reshape(n_ref, *f_out.shape)
-            d = _criterion(f_out.unsqueeze(0) - f_ref, self.criterion)
-            # mean as sum * (1/n): the backward of .mean() writes a full-size grad/n tensor first
-            total = total + (w / f_out.numel()) * d.flatten(1).sum(1)
+            total = total + w * _Distances.apply(out_feats[layer], ref_feats[layer], self.criterion)
         return total
 
     def forward(self, out, negs, gt=None):
@@ -84,7 +115,7 @@ class SPNLoss(nn.Module):
             refs = torch.cat([refs, gt.to(refs.dtype)])
         with torch.inference_mode():
             ref_feats = self.phi(refs)
-        d = self.distances(self.phi(out), ref_feats, refs.shape[0] // out.shape[0])
+        d = self.distances(self.phi(out), ref_feats)
         d_neg = d[:k]
         if self.mode == 'ratio':
             loss = self.loss_weight * d[k] / (d_neg.mean() + 1e-8)

@@ -94,8 +94,8 @@ class VGGFeatures(nn.Module):
                 out_ch = _CHANNELS[int(name[4])]
                 blocks.append(nn.Conv2d(in_ch, out_ch, 3, padding=1))
                 in_ch = out_ch
-            elif name.startswith('relu'):
-                blocks.append(nn.ReLU())
+            elif name.startswith('relu'):  # in place unless the conv output before it is a requested feature
+                blocks.append(nn.ReLU(inplace=names[len(blocks) - 1] not in self.layers))
             else:
                 blocks.append(nn.MaxPool2d(2, 2))
         self.body = nn.Sequential(*blocks)
