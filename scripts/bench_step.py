@@ -276,8 +276,10 @@ def published_step(self, current_iter):
     loss_dict = OrderedDict()
     l_total = loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
     spn, l_neg = self.cri_spn, 0.0
-    for neg in neg_out:
-        l_neg = l_neg + spn.loss_weight * spn.distances(spn.phi(self.output), spn.phi(neg.detach()), 1)[0]
+    for neg in neg_out:  # BasicSR's PerceptualLoss: per-layer criterion (plain autograd), weighted sum
+        f_out, f_neg = spn.phi(self.output), spn.phi(neg.detach())
+        l_neg = l_neg + spn.loss_weight * sum(w * torch.nn.functional.l1_loss(f_out[n], f_neg[n])
+                                              for n, w in spn.layer_weights.items())
     l_total = l_total - l_neg / len(neg_out)
     loss_dict['l_neg'] = l_neg
     l_total.backward()
