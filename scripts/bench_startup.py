@@ -36,6 +36,9 @@ def main():
     for k in ('off', 'on'):
         print(f'| {k} | {med[k]:.1f} | {iqr[k]:.1f} |')
     print(f'difference: {med["on"] - med["off"]:+.1f} ms')
+    if os.environ.get('PYTHONDONTWRITEBYTECODE'):
+        print('note: PYTHONDONTWRITEBYTECODE is set, so every run compiles the hook from source (a regular '
+              'pip install ships compiled .pyc files); unset it to measure what users get')
 
 
 if __name__ == '__main__':
