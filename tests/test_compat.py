@@ -33,6 +33,15 @@ def test_w2_launcher_initialises_gloo_on_cpu(tmp_path):
     assert run([PY, '-c', code], cwd=tmp_path, env=env).stdout.split() == ['gloo', '1']
 
 
+def test_w2_slurm_launcher_on_cpu(tmp_path):
+    code = ('import mclir_basicsr.compat as c, torch.distributed as d\n'
+            "c.init_dist('slurm', port=29538)\n"
+            'print(d.get_backend(), d.get_rank(), d.get_world_size()); d.destroy_process_group()\n')
+    env = {'SLURM_PROCID': '0', 'SLURM_NTASKS': '1', 'SLURM_NODELIST': 'localhost', 'MASTER_ADDR': '127.0.0.1',
+           'CUDA_VISIBLE_DEVICES': ''}
+    assert run([PY, '-c', code], cwd=tmp_path, env=env).stdout.split() == ['gloo', '0', '1']
+
+
 def test_w3_local_rank_from_the_deprecated_launcher(monkeypatch, tmp_path):
     assert compat.normalise_argv(['-opt', 'x', '--local-rank=3']) == ['-opt', 'x', '--local_rank=3']
     assert compat.normalise_argv(['--local-rank', '2']) == ['--local_rank', '2']
