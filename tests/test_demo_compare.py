@@ -210,3 +210,15 @@ def test_demo_feature_choice(tmp_path, monkeypatch):
     assert (feature, weight, path) == ('vgg16', demo.PAPER_VGG_WEIGHT, vgg) and 'SPN feature space: vgg16' in note
     feature, weight, path, note = demo.choose_feature('pixel', 0.2)
     assert (feature, weight, path) == ('pixel', 0.2, None) and 'would use it' in note
+
+
+def test_precision_check_script_end_to_end(tmp_path):
+    proc = run([PY, os.path.join(REPO, 'scripts', 'check_precision.py'), '--out', str(tmp_path / 'p'), '--quick',
+                '--iters', '2', '--seeds', '0'], cwd=tmp_path)
+    table = (tmp_path / 'p' / 'precision.md').read_text()
+    row = [line for line in table.splitlines() if line.startswith('| 0 |')]
+    assert row and 'mean Δ PSNR' in table and 'mean Δ PSNR' in proc.stdout
+    psnr_fp32, psnr_bf16 = (float(v) for v in row[0].split('|')[2:4])
+    assert 0 < psnr_fp32 < 100 and 0 < psnr_bf16 < 100
+    bf16_opt = (tmp_path / 'p' / 'options' / 'precision_bf16_seed0.yml').read_text()
+    assert 'autocast: bfloat16' in bf16_opt and 'dtype: bfloat16' in bf16_opt
