@@ -18,8 +18,6 @@ from torch import nn
 from mclir_basicsr.losses.vgg import VGGFeatures
 from mclir_basicsr.options import SPN, validate_section
 
-_DTYPES = {None: None, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
-
 
 class _Distances(torch.autograd.Function):
     """d[k] = mean(criterion(out - refs[k])) for the n reference batches stacked in ``refs``.
@@ -74,7 +72,7 @@ class SPNLoss(nn.Module):
         self.cfg = cfg
         self.loss_weight = cfg['loss_weight']
         self.mode, self.criterion, self.max_distance = cfg['mode'], cfg['criterion'], cfg['max_distance']
-        self.autocast = _DTYPES[cfg['autocast']]
+        self.autocast = cfg['autocast'] and getattr(torch, cfg['autocast'])  # None, bfloat16 or float16
         self.channels_last = cfg['channels_last']
         if cfg['feature'] == 'pixel':
             self.features = None

@@ -28,8 +28,6 @@ from mclir_basicsr.compat import atomic_torch_save
 from mclir_basicsr.history import NegativePool
 from mclir_basicsr.options import parse_mclir_options
 
-_DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
-
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint that does not fit network_g."""
@@ -63,7 +61,8 @@ class ModelContrastiveModel(SRModel):
         self.negatives = NegativePool(
             net, neg['update_every'], neg['decay'], neg['init_decay'],
             make_fresh=lambda: build_network(self.opt['network_g']),
-            dtype=_DTYPES[neg['dtype']], autocast=_DTYPES[neg['autocast']], channels_last=neg['channels_last'])
+            dtype=getattr(torch, neg['dtype']), autocast=neg['autocast'] and getattr(torch, neg['autocast']),
+            channels_last=neg['channels_last'])
         self.negatives.broadcast(src=0)  # DDP synced net_g; the fresh initial blends differ per rank
         self.cri_spn = build_loss(dict(self.mclir.spn)).to(self.device)
         logger = get_root_logger()
