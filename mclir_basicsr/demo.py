@@ -137,6 +137,17 @@ def baseline_options(data_root, iters=DEMO_ITERS, val_freq=DEMO_VAL_FREQ, networ
     ])
 
 
+def prepare(data_root, iters, val_freq, quick=False, name='demo'):
+    """Build the demo's dataset and return (dataset info, baseline options); ``quick``: the tiny
+    smoke-test variant (2 photos, small images, an 8-feature 1-block EDSR)."""
+    if quick:
+        info = build_dataset(data_root, tile=48, val_size=(48, 64), train_photos=TRAIN_PHOTOS[:2],
+                             val_photos=VAL_PHOTOS[:2])
+        network = OrderedDict(DEMO_NETWORK, num_feat=8, num_block=1)
+        return info, baseline_options(data_root, iters, val_freq, network=network, gt_size=32, batch=2, name=name)
+    return build_dataset(data_root), baseline_options(data_root, iters, val_freq, name=name)
+
+
 def spn_options(baseline, spn=None, negatives=None):
     """The baseline plus SPN: ModelContrastiveModel, train.spn_opt, train.negatives."""
     return cmp.add_spn(baseline, spn or DEMO_SPN, negatives or DEMO_NEGATIVES)
@@ -223,15 +234,7 @@ def run(argv=None):
     print(feature_note, flush=True)
 
     data_root = os.path.join(out, 'data')
-    if args.quick:
-        info = build_dataset(data_root, tile=48, val_size=(48, 64), train_photos=TRAIN_PHOTOS[:2],
-                             val_photos=VAL_PHOTOS[:2])
-        network = OrderedDict(DEMO_NETWORK, num_feat=8, num_block=1)
-        base = baseline_options(data_root, args.iters, val_freq, network=network, gt_size=32, batch=2,
-                                name='demo_baseline')
-    else:
-        info = build_dataset(data_root)
-        base = baseline_options(data_root, args.iters, val_freq, name='demo_baseline')
+    info, base = prepare(data_root, args.iters, val_freq, quick=args.quick, name='demo_baseline')
     t, (vh, vw) = info['tile'], info['val_size']
     print(f'dataset: {info["train"]} training tiles (HR {t}x{t}) from {info["photos"]} scikit-image photos; '
           f'validation: {", ".join(info["val"])} ({vh}x{vw} HR, held-out photos); x{SCALE} bicubic '

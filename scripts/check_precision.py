@@ -29,15 +29,7 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='smoke test: tiny images and network (as mclir-demo --quick)')
     args = p.parse_args(argv)
     out = os.path.abspath(args.out)
-    data = os.path.join(out, 'data')
-    if args.quick:
-        demo.build_dataset(data, tile=48, val_size=(48, 64), train_photos=demo.TRAIN_PHOTOS[:2],
-                           val_photos=demo.VAL_PHOTOS[:2])
-        base = demo.baseline_options(data, args.iters, demo.DEMO_VAL_FREQ, gt_size=32, batch=2,
-                                     network=dict(demo.DEMO_NETWORK, num_feat=8, num_block=1))
-    else:
-        demo.build_dataset(data)
-        base = demo.baseline_options(data, args.iters, demo.DEMO_VAL_FREQ)
+    _, base = demo.prepare(os.path.join(out, 'data'), args.iters, demo.DEMO_VAL_FREQ, quick=args.quick)
     fp32 = demo.spn_options(base)
     bf16 = cmp.load_options(cmp.save_options(os.path.join(out, 'bf16.yml'), fp32))
     for section, extra in BF16.items():
