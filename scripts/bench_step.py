@@ -22,11 +22,15 @@ network forward+backward, one no-grad network forward, VGG forward (with grad) a
 
     floor(K) = baseline step + K x net no-grad forward + VGG fwd(out) + VGG bwd(out) + VGG no-grad(K*B)
 
-with each row's measured/floor. Each variant (and the components) runs in its own process, forked
-from a server that has imported torch and BasicSR and nothing else, so peaks do not mix. Peak memory:
-CPU, the process's peak RSS (``getrusage`` maxrss; its RSS at start, torch and BasicSR imported, is in
-the JSON as ``rss_start_mb``); CUDA, ``torch.cuda.max_memory_allocated``. A fresh interpreter is not
-used because importing torch alone peaks at ~0.7 GB RSS, above what a small variant needs.
+Each variant (and the components) lives in its own process, forked from a server that has imported
+torch and BasicSR and nothing else, so peaks do not mix. The processes are built and warmed up one
+after the other, then timed in ``--repeats`` rounds: in each round every process runs one repetition
+of ``--iters`` iterations in turn (the order rotating from round to round), so a slow stretch of a
+shared machine falls on all rows alike. Times are medians over rounds; "x baseline" and "x floor" are
+medians over rounds of the row's time over the baseline's (the floor's) in the same round. All
+processes are alive together: the memory needed is the sum of their peaks. Peak memory: CPU, the
+process's peak RSS (``getrusage`` maxrss; its RSS at start, torch and BasicSR imported, is in the JSON
+as ``rss_start_mb``); CUDA, ``torch.cuda.max_memory_allocated``.
 
 Negatives are refreshed every ``--update-every`` iterations (default 1: every negative at every step,
 an upper bound on the refresh's cost). Without ``--vgg-weights`` random VGG weights in torchvision's
@@ -49,8 +53,6 @@ import sys
 import tempfile
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 import yaml
 
@@ -183,16 +185,15 @@ def summarize(samples):
 
 
 def floor_terms(components, baseline_s, k, batch):
-    """[(label, seconds)] of the floor for K negatives, from the components' medians."""
-    med = {name: c['median_s'] for name, c in components.items()}
-    vgg = 'vgg_fwd_out' in med
+    """[(label, seconds)] of the floor for K negatives, from {component: seconds}."""
+    vgg = 'vgg_fwd_out' in components
     terms = [('baseline step' if baseline_s is not None else 'net fwd+bwd (no baseline row)',
-              baseline_s if baseline_s is not None else med['net_fwd_bwd']),
-             (f'{k} x net fwd no-grad', k * med['net_fwd_nograd'])]
+              baseline_s if baseline_s is not None else components['net_fwd_bwd']),
+             (f'{k} x net fwd no-grad', k * components['net_fwd_nograd'])]
     if vgg:
-        terms += [(f'VGG fwd out ({batch})', med['vgg_fwd_out']),
-                  (f'VGG bwd out ({batch})', max(med['vgg_fwd_bwd_out'] - med['vgg_fwd_out'], 0.0)),
-                  (f'VGG no-grad ({k}x{batch})', med[f'vgg_nograd_k{k}'])]
+        terms += [(f'VGG fwd out ({batch})', components['vgg_fwd_out']),
+                  (f'VGG bwd out ({batch})', max(components['vgg_fwd_bwd_out'] - components['vgg_fwd_out'], 0.0)),
+                  (f'VGG no-grad ({k}x{batch})', components[f'vgg_nograd_k{k}'])]
     return terms
 
 
@@ -236,22 +237,18 @@ def _setup_worker(task):
 
 
 def _timer(device):
+    """time(fn, n): seconds per call of n calls of fn (synchronising CUDA before and after)."""
     import torch
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 
-    def run(fn, warmup, iters, repeats):
-        for _ in range(warmup):
+    def time_it(fn, n):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(n):
             fn()
         sync()
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            sync()
-            samples.append((time.perf_counter() - t0) / iters)
-        return summarize(samples)
-    return run
+        return (time.perf_counter() - t0) / max(n, 1)
+    return time_it
 
 
 def _batches(cfg, device, n=2):
@@ -319,114 +316,206 @@ def _memory(device):
     return out
 
 
-def _variant_worker(task):
-    import types
+class _VariantJob:
+    """One variant's model; ``rep()`` times one repetition of ``iters`` training iterations."""
 
-    from basicsr.models import build_model
-    cfg, device, variant = task['cfg'], task['device'], task['variant']
-    rss_start = _rss_now_mb()
-    _init_worker(task)
-    with tempfile.TemporaryDirectory(prefix='bench_step_') as root:
-        model = build_model(make_options(cfg, variant, device, root))
+    def __init__(self, task):
+        import types
+
+        from basicsr.models import build_model
+        self.cfg, self.device, variant = task['cfg'], task['device'], task['variant']
+        self.rss_start = _rss_now_mb()
+        _init_worker(task)
+        self.tmp = tempfile.TemporaryDirectory(prefix='bench_step_')
+        self.model = build_model(make_options(self.cfg, variant, self.device, self.tmp.name))
         if variant['kind'] == 'published':
-            model.optimize_parameters = types.MethodType(published_step, model)
-        batches = _batches(cfg, device)
-        it = [0]
+            self.model.optimize_parameters = types.MethodType(published_step, self.model)
+        self.batches = _batches(self.cfg, self.device)
+        self.it = 0
+        self.time = _timer(self.device)
+        self.time(self.step, self.cfg['warmup'])
 
-        def step():
-            it[0] += 1
-            model.feed_data(batches[it[0] % len(batches)])
-            model.optimize_parameters(it[0])
-        stats = _timer(device)(step, cfg['warmup'], cfg['iters'], cfg['repeats'])
-        out_shape = list(model.output.shape)
-    return dict(stats, rss_start_mb=rss_start, output_shape=out_shape, iterations=it[0], **_memory(device))
+    def step(self):
+        self.it += 1
+        self.model.feed_data(self.batches[self.it % len(self.batches)])
+        self.model.optimize_parameters(self.it)
+
+    def rep(self):
+        return self.time(self.step, self.cfg['iters'])
+
+    def result(self):
+        self.tmp.cleanup()
+        return dict(rss_start_mb=self.rss_start, output_shape=list(self.model.output.shape), iterations=self.it,
+                    **_memory(self.device))
 
 
-def _components_worker(task):
-    import copy
-    import functools
+class _ComponentsJob:
+    """The floor's components; ``rep()`` times ``iters`` calls of each, one after the other."""
 
-    import torch
-    from basicsr.archs import build_network
-    from basicsr.losses import build_loss
-    from torch.nn import functional as F
+    def __init__(self, task):
+        import copy
+        import functools
 
-    from mclir_basicsr.history import NegativePool
-    cfg, device = task['cfg'], task['device']
-    rss_start = _rss_now_mb()
-    _init_worker(task)
-    lq, gt = _batches(cfg, device, 1)[0].values()
-    net = build_network(dict(cfg['network_g'])).to(device).train()
-    neg = copy.deepcopy(net).requires_grad_(False).eval()
-    fns = {}
+        import torch
+        from basicsr.archs import build_network
+        from basicsr.losses import build_loss
+        from torch.nn import functional as F
 
-    def net_fwd_bwd():
-        net.zero_grad(set_to_none=True)
-        F.l1_loss(net(lq), gt).backward()
-    fns['net_fwd_bwd'] = net_fwd_bwd
+        from mclir_basicsr.history import NegativePool
+        self.cfg, self.device = cfg, device = task['cfg'], task['device']
+        self.rss_start = _rss_now_mb()
+        _init_worker(task)
+        lq, gt = _batches(cfg, device, 1)[0].values()
+        net = build_network(dict(cfg['network_g'])).to(device).train()
+        neg = copy.deepcopy(net).requires_grad_(False).eval()
+        fns = {}
 
-    def net_fwd_nograd():
-        with torch.inference_mode():
-            neg(lq)
-    fns['net_fwd_nograd'] = net_fwd_nograd
+        def net_fwd_bwd():
+            net.zero_grad(set_to_none=True)
+            F.l1_loss(net(lq), gt).backward()
+        fns['net_fwd_bwd'] = net_fwd_bwd
 
-    pool = NegativePool(net, [1], [0.9], init_decay=0.0)
-    fns['refresh_foreach'] = lambda: pool.refresh(0, net)  # NegativePool's refresh of one negative
-
-    def refresh_loop():  # the official per-parameter loop, one negative
-        src = dict(net.named_parameters())
-        for name, p in neg.named_parameters():
-            p.data.mul_(0.9).add_(src[name].data, alpha=0.1)
-    fns['refresh_loop'] = refresh_loop
-
-    if cfg['feature'] != 'pixel':
-        spn = build_loss(spn_options(cfg)).to(device)
-        with torch.no_grad():
-            out = net(lq)
-
-        def vgg_out(backward):
-            x = out.detach().requires_grad_()
-            loss = sum(w * f.mean() for w, f in zip(spn.layer_weights.values(), spn.phi(x).values()))
-            if backward:
-                loss.backward()
-        fns['vgg_fwd_out'] = lambda: vgg_out(False)
-        fns['vgg_fwd_bwd_out'] = lambda: vgg_out(True)
-        def vgg_nograd(refs):
+        def net_fwd_nograd():
             with torch.inference_mode():
-                spn.phi(refs)
-        for k in task['ks']:
-            fns[f'vgg_nograd_k{k}'] = functools.partial(vgg_nograd, out.repeat(k, 1, 1, 1))
-    for fn in fns.values():  # warm every component up before timing any (allocator, oneDNN primitives)
-        for _ in range(cfg['warmup']):
-            fn()
-    timer = _timer(device)
-    comps = {name: timer(fn, 0, cfg['iters'], cfg['repeats']) for name, fn in fns.items()}
-    return {'components': comps, 'rss_start_mb': rss_start, **_memory(device)}
+                neg(lq)
+        fns['net_fwd_nograd'] = net_fwd_nograd
+
+        pool = NegativePool(net, [1], [0.9], init_decay=0.0)
+        fns['refresh_foreach'] = lambda: pool.refresh(0, net)  # NegativePool's refresh of one negative
+
+        def refresh_loop():  # the official per-parameter loop, one negative
+            src = dict(net.named_parameters())
+            for name, p in neg.named_parameters():
+                p.data.mul_(0.9).add_(src[name].data, alpha=0.1)
+        fns['refresh_loop'] = refresh_loop
+
+        if cfg['feature'] != 'pixel':
+            spn = build_loss(spn_options(cfg)).to(device)
+            with torch.no_grad():
+                out = net(lq)
+
+            def vgg_out(backward):
+                x = out.detach().requires_grad_()
+                loss = sum(w * f.mean() for w, f in zip(spn.layer_weights.values(), spn.phi(x).values()))
+                if backward:
+                    loss.backward()
+            fns['vgg_fwd_out'] = lambda: vgg_out(False)
+            fns['vgg_fwd_bwd_out'] = lambda: vgg_out(True)
+
+            def vgg_nograd(refs):
+                with torch.inference_mode():
+                    spn.phi(refs)
+            for k in task['ks']:
+                fns[f'vgg_nograd_k{k}'] = functools.partial(vgg_nograd, out.repeat(k, 1, 1, 1))
+        self.fns = fns
+        self.time = _timer(device)
+        for fn in fns.values():  # warm every component up before timing any (allocator, oneDNN primitives)
+            self.time(fn, cfg['warmup'])
+
+    def rep(self):
+        return {name: self.time(fn, self.cfg['iters']) for name, fn in self.fns.items()}
+
+    def result(self):
+        return {'rss_start_mb': self.rss_start, **_memory(self.device)}
 
 
-def _worker(task):
-    """Entry point of every forked worker: never raises (the traceback comes back as text)."""
+def _serve(task, conn):
+    """A worker process: build and warm up its job and say so, then answer 'rep' with one repetition's
+    seconds per iteration and 'done' with its final record. Errors come back as text, never raised."""
     try:
-        fn = {'setup': _setup_worker, 'variant': _variant_worker, 'components': _components_worker}[task['what']]
-        return fn(task)
+        if task['what'] == 'setup':
+            conn.send(_setup_worker(task))
+            return
+        job = {'variant': _VariantJob, 'components': _ComponentsJob}[task['what']](task)
+        conn.send({'ready': True})
+        while conn.recv() == 'rep':
+            conn.send({'sample': job.rep()})
+        conn.send(job.result())
     except BaseException as e:  # noqa: BLE001  reported by the parent
-        return {'error': f'{type(e).__name__}: {e}', 'traceback': traceback.format_exc()}
+        conn.send({'error': f'{type(e).__name__}: {e}', 'traceback': traceback.format_exc()})
+    finally:
+        conn.close()
 
 
 # =========================================================================== parent side
-class Runner:
-    """One fresh process per task, forked from a server that has imported torch and BasicSR."""
+class Worker:
+    """A process forked from a server that has imported torch and BasicSR (and nothing else, so each
+    process's peak memory is its own; a fresh interpreter would not do: importing torch alone peaks at
+    ~0.7 GB RSS, above what a small variant needs), talked to over a pipe."""
+    ctx = None
 
-    def __init__(self):
-        self.ctx = mp.get_context('forkserver')
-        self.ctx.set_forkserver_preload(['mclir_basicsr', 'torch', 'basicsr'])
+    def __init__(self, task):
+        if Worker.ctx is None:
+            Worker.ctx = mp.get_context('forkserver')
+            Worker.ctx.set_forkserver_preload(['mclir_basicsr', 'torch', 'basicsr'])
+        self.conn, child = Worker.ctx.Pipe()
+        self.proc = Worker.ctx.Process(target=_serve, args=(task, child), daemon=True)
+        self.proc.start()
+        child.close()
+        self.error = None
 
-    def __call__(self, task):
-        try:  # a new one-worker pool per task: a new process (max_tasks_per_child needs Python 3.11)
-            with ProcessPoolExecutor(1, mp_context=self.ctx) as pool:
-                return pool.submit(_worker, task).result()
-        except BrokenProcessPool as e:  # killed, e.g. out of memory
-            return {'error': f'the worker process died ({e}); out of memory?'}
+    def ask(self, message=None):
+        """Send `message` (if any) and return the reply; a process that died replies with an error."""
+        try:
+            if message is not None:
+                self.conn.send(message)
+            reply = self.conn.recv()
+        except (EOFError, OSError):
+            self.proc.join(10)
+            reply = {'error': f'the worker process died (exit code {self.proc.exitcode}); out of memory?'}
+        if 'error' in reply:
+            self.error = reply
+        return reply
+
+    def close(self):
+        self.conn.close()
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def run_once(task):
+    w = Worker(task)
+    try:
+        return w.ask()
+    finally:
+        w.close()
+
+
+def run_rounds(jobs, repeats, log, device):
+    """Start every job's worker, one at a time (each builds and warms up alone), then time `repeats`
+    rounds in which every live worker runs one repetition in turn, the order rotating from round to
+    round, so a slow stretch of the machine falls on all rows alike. Returns {key: record}: 'samples'
+    (one per round, None once the worker failed) and the worker's final record, or 'error'."""
+    workers, records = {}, {}
+    try:
+        for key, task in jobs.items():
+            t0 = time.time()
+            print(f'[{device}] {key}: building and warming up ...', file=log, flush=True)
+            w = workers[key] = Worker(task)
+            records[key] = {'samples': []}
+            reply = w.ask()
+            if 'error' in reply:
+                print(f'[{device}] {key} failed: {reply["error"]}\n{reply.get("traceback", "")}', file=log)
+            else:
+                print(f'[{device}] {key}: ready in {time.time() - t0:.1f} s', file=log, flush=True)
+        keys = list(jobs)
+        for r in range(repeats):
+            t0 = time.time()
+            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+                w = workers[key]
+                reply = None if w.error else w.ask('rep')
+                records[key]['samples'].append(None if reply is None or 'error' in reply else reply['sample'])
+            print(f'[{device}] round {r + 1}/{repeats} done in {time.time() - t0:.1f} s', file=log, flush=True)
+        for key, w in workers.items():
+            final = w.error or w.ask('done')
+            records[key].update(final)
+            if 'error' in final and final is not w.error:
+                print(f'[{device}] {key} failed: {final["error"]}', file=log)
+    finally:
+        for w in workers.values():
+            w.close()
+    return records
 
 
 def build_parser():
@@ -525,7 +614,6 @@ def main(argv=None):
            'update_every': args.update_every, 'iters': args.iters, 'warmup': args.warmup,
            'repeats': args.repeats, 'threads': args.threads, 'vgg_weights': None}
 
-    runner = Runner()
     tmp = tempfile.TemporaryDirectory(prefix='bench_step_vgg_')
     try:
         setup = {'what': 'setup', 'feature': args.feature}
@@ -542,7 +630,7 @@ def main(argv=None):
             print(f'No --vgg-weights: writing random {args.feature} weights to {cfg["vgg_weights"]} '
                   '(timing does not depend on the values).', file=log)
         print('Starting the worker server (imports torch and BasicSR once)...', file=log, flush=True)
-        env = runner(setup)
+        env = run_once(setup)
         if 'error' in env:
             raise SystemExit(f'set-up failed: {env["error"]}\n{env.get("traceback", "")}')
         if args.device == 'auto':
@@ -560,28 +648,26 @@ def main(argv=None):
         failed = False
         for device in devices:
             base = {'cfg': cfg, 'device': device, 'threads': args.threads}
-            t0 = time.time()
-            print(f'[{device}] components ...', file=log, flush=True)
-            comps = runner(dict(base, what='components', ks=ks))
+            jobs = {'components': dict(base, what='components', ks=ks)}
+            jobs.update((v['name'], dict(base, what='variant', variant=v)) for v in variants)
+            records = run_rounds(jobs, args.repeats, log, device)
+            comps = records.pop('components')
             if 'error' in comps:
                 failed = True
-                print(f'[{device}] components failed: {comps["error"]}\n{comps.get("traceback", "")}', file=log)
-            print(f'[{device}] components done in {time.time() - t0:.1f} s', file=log, flush=True)
+            else:
+                names = comps['samples'][0].keys()
+                comps['components'] = {n: summarize([s[n] for s in comps['samples']]) for n in names}
             report['components'][device] = comps
             for v in variants:
-                t0 = time.time()
-                print(f'[{device}] {v["name"]} ...', file=log, flush=True)
-                res = runner(dict(base, what='variant', variant=v))
                 row = {'device': device, 'variant': v['name'], 'kind': v['kind'], 'k': v['k'], 'mods': v['mods']}
-                row.update(res)
-                if 'error' in res:
+                rec = records[v['name']]
+                if 'error' in rec:
                     failed = True
-                    print(f'[{device}] {v["name"]} failed: {res["error"]}\n{res.get("traceback", "")}', file=log)
+                    row.update(error=rec['error'], traceback=rec.get('traceback'))
                 else:
-                    print(f'[{device}] {v["name"]}: {res["median_s"]:.4f} s/iter, peak {res["peak_mem_mb"]:.0f} MB '
-                          f'({time.time() - t0:.1f} s)', file=log, flush=True)
+                    row.update(summarize(rec['samples']), **{k: x for k, x in rec.items() if k != 'samples'})
                 report['results'].append(row)
-            _ratios(report, device, ks)
+            _ratios(report, device, ks, records, comps)
     finally:
         tmp.cleanup()
 
@@ -600,24 +686,34 @@ def main(argv=None):
     return 1 if failed else 0
 
 
-def _ratios(report, device, ks):
+def _ratios(report, device, ks, records, comps):
+    """x baseline and x floor of every row: the median over rounds of the row's time in a round over the
+    baseline's (the floor's) in the same round. The floor's terms shown are the components' medians."""
     rows = [r for r in report['results'] if r['device'] == device and 'error' not in r]
-    base = next((r['median_s'] for r in rows if r['kind'] == 'baseline'), None)
-    comps = report['components'][device]
-    floors = {}
+    base_row = next((r for r in rows if r['kind'] == 'baseline'), None)
+    base_rounds = records[base_row['variant']]['samples'] if base_row else [None] * report['config']['repeats']
+    batch, floors = report['config']['batch'], {}
     if 'error' not in comps:
+        medians = {n: c['median_s'] for n, c in comps['components'].items()}
         for k in ks:
-            terms = floor_terms(comps['components'], base, k, report['config']['batch'])
-            floors[k] = {'terms': terms, 'floor_s': sum(s for _, s in terms), 'measured_over_floor': {}}
+            terms = floor_terms(medians, base_row and base_row['median_s'], k, batch)
+            rounds = [sum(x for _, x in floor_terms(c, b, k, batch)) if c is not None else None
+                      for c, b in zip(comps['samples'], base_rounds)]
+            floors[k] = {'terms': terms, 'floor_s': sum(x for _, x in terms), 'rounds_s': rounds,
+                         'measured_over_floor': {}}
+            if not all(math.isfinite(x) for _, x in terms):
+                floors[k]['floor_s'] = float('nan')
+
+    def per_round(samples, refs):
+        ratios = [s / r for s, r in zip(samples, refs) if s is not None and r]
+        return statistics.median(ratios) if ratios else None
     for r in rows:
-        r['ratio_baseline'] = r['median_s'] / base if base else None
+        samples = records[r['variant']]['samples']
+        r['ratio_baseline'] = per_round(samples, base_rounds)
         fl = floors.get(r['k'])
-        r['ratio_floor'] = r['median_s'] / fl['floor_s'] if fl and fl['floor_s'] > 0 else None
+        r['ratio_floor'] = per_round(samples, fl['rounds_s']) if fl and r['k'] else None
         if r['ratio_floor'] is not None:
             fl['measured_over_floor'][r['variant']] = r['ratio_floor']
-    for fl in floors.values():
-        if not all(math.isfinite(s) for _, s in fl['terms']):
-            fl['floor_s'] = float('nan')
     report['floor'][device] = {str(k): v for k, v in floors.items()}
 
 

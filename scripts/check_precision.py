@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Does running the negatives in bfloat16 change what SPN training reaches? The demo's SPN run in fp32
-against the same run with the negatives' forwards (and the SPN feature passes) in bfloat16.
+against the same run with the negatives' forwards (and the SPN feature passes) in bfloat16, and against
+a control: the same fp32 run with the negatives in channels_last, which changes nothing but the order in
+which the convolutions sum (the size of difference any fp32 re-ordering makes to a training run).
 
     python scripts/check_precision.py [--out precision_output] [--seeds 0 1 2] [--iters 1000]
 
-Both runs of a seed start from the same weights and see the same batches (as mclir-compare pairs
-them); the table gives the final validation PSNR/SSIM (Y) of each, their difference per seed, and
-seconds per iteration. The README's "Cost" section quotes its output.
+All runs of a seed start from the same weights and see the same batches (as mclir-compare pairs
+them); the table gives the final validation PSNR (Y) of the fp32 run, each other arm's difference
+to it per seed, and seconds per iteration. The README's "Cost" section quotes its output.
 """
 import argparse
 import os
@@ -17,7 +19,42 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mclir_basicsr import compare as cmp  # noqa: E402
 from mclir_basicsr import demo  # noqa: E402
 
-BF16 = {'negatives': {'autocast': 'bfloat16', 'dtype': 'bfloat16'}, 'spn_opt': {'autocast': 'bfloat16'}}
+ARMS = {  # label: options merged into train.<section>; the first is the reference
+    'fp32': {},
+    'control': {'negatives': {'channels_last': True}},
+    'bf16': {'negatives': {'autocast': 'bfloat16', 'dtype': 'bfloat16'}, 'spn_opt': {'autocast': 'bfloat16'}},
+}
+ARM_HELP = {'fp32': 'the demo SPN run', 'control': 'fp32, negatives channels_last (summation order only)',
+            'bf16': 'negatives in bfloat16 weights and autocast, SPN features under bfloat16 autocast'}
+
+
+def arm_options(fp32, extra, path):
+    opt = cmp.load_options(cmp.save_options(path, fp32))  # a deep copy through YAML
+    for section, values in extra.items():
+        opt['train'][section].update(values)
+    return opt
+
+
+def table(by, seeds, iters, n_images):
+    labels = list(ARMS)
+    others = labels[1:]
+    lines = [f'SPN (demo settings), {iters} iterations, {n_images} validation images (Y); '
+             + '; '.join(f'{a}: {ARM_HELP[a]}' for a in labels), '',
+             '| seed | PSNR fp32 | ' + ' | '.join(f'Δ PSNR {a} (dB)' for a in others) + ' | '
+             + ' | '.join(f's/iter {a}' for a in labels) + ' |',
+             '| ---: | ---: | ' + ' | '.join('---:' for _ in others + labels) + ' |']
+    deltas = {a: [] for a in others}
+    for seed in seeds:
+        ref = by['fp32', seed][0]
+        for a in others:
+            deltas[a].append(by[a, seed][0] - ref)
+        lines.append(f'| {seed} | {ref:.3f} | ' + ' | '.join(f'{by[a, seed][0] - ref:+.3f}' for a in others) + ' | '
+                     + ' | '.join(f'{by[a, seed][1]:.4f}' for a in labels) + ' |')
+    lines.append('')
+    for a in others:
+        d = deltas[a]
+        lines.append(f'{a}: mean Δ PSNR {sum(d) / len(d):+.3f} dB, largest |Δ| {max(abs(x) for x in d):.3f} dB')
+    return '\n'.join(lines) + '\n', deltas
 
 
 def main(argv=None):
@@ -31,13 +68,11 @@ def main(argv=None):
     out = os.path.abspath(args.out)
     _, base = demo.prepare(os.path.join(out, 'data'), args.iters, demo.DEMO_VAL_FREQ, quick=args.quick)
     fp32 = demo.spn_options(base)
-    bf16 = cmp.load_options(cmp.save_options(os.path.join(out, 'bf16.yml'), fp32))
-    for section, extra in BF16.items():
-        bf16['train'][section].update(extra)
-    runs = []
     os.makedirs(os.path.join(out, 'options'), exist_ok=True)
+    arms = {a: arm_options(fp32, extra, os.path.join(out, 'options', f'{a}.yml')) for a, extra in ARMS.items()}
+    runs = []
     for seed in args.seeds:
-        for label, src in (('fp32', fp32), ('bf16', bf16)):
+        for label, src in arms.items():
             name = f'precision_{label}_seed{seed}'
             opt = cmp.rewrite_options(src, name, seed, out, args.iters, demo.DEMO_VAL_FREQ)
             ckpt = os.path.join(out, 'experiments', name, 'models', 'net_g_latest.pth')
@@ -52,21 +87,8 @@ def main(argv=None):
     for run in runs:
         run.result = cmp.collect(run, out)
         rows = cmp.image_metrics(run, out, images, psnr_kw, ssim_kw)
-        by[run.label, run.seed] = (sum(r['psnr'] for r in rows) / len(rows), sum(r['ssim'] for r in rows) / len(rows),
-                                   run.result['s_per_iter'])
-    lines = [f'SPN (demo settings), fp32 vs bfloat16 negatives/features, {args.iters} iterations, '
-             f'{len(images)} validation images (Y)', '',
-             '| seed | PSNR fp32 | PSNR bf16 | Δ PSNR (dB) | Δ SSIM | s/iter fp32 | s/iter bf16 |',
-             '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
-    deltas = []
-    for seed in args.seeds:
-        (p32, s32, t32), (p16, s16, t16) = by['fp32', seed], by['bf16', seed]
-        deltas.append(p16 - p32)
-        lines.append(f'| {seed} | {p32:.3f} | {p16:.3f} | {p16 - p32:+.3f} | {s16 - s32:+.4f} | '
-                     f'{t32:.4f} | {t16:.4f} |')
-    mean = sum(deltas) / len(deltas)
-    lines += ['', f'mean Δ PSNR {mean:+.3f} dB, largest |Δ| {max(abs(d) for d in deltas):.3f} dB']
-    text = '\n'.join(lines) + '\n'
+        by[run.label, run.seed] = (sum(r['psnr'] for r in rows) / len(rows), run.result['s_per_iter'])
+    text, _ = table(by, args.seeds, args.iters, len(images))
     with open(os.path.join(out, 'precision.md'), 'w', encoding='utf-8') as f:
         f.write(text)
     print(text)

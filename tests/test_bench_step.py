@@ -136,3 +136,28 @@ def test_published_step_matches_ours_for_one_negative(bench, vgg16_file, tmp_pat
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     for a, b in zip(ours.negatives.negatives[0].parameters(), official.negatives.negatives[0].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ratios_are_per_round(bench):
+    """x baseline / x floor are medians of same-round ratios, not ratios of medians: a slow stretch of
+    the machine that hits one round hits every row of that round alike."""
+    comps = {'net_fwd_bwd': 1.0, 'net_fwd_nograd': 0.25, 'vgg_fwd_out': 0.1, 'vgg_fwd_bwd_out': 0.3,
+             'vgg_nograd_k1': 0.1}
+    slow = {n: 2 * v for n, v in comps.items()}  # round 2: everything twice as slow
+    records = {'baseline': {'samples': [1.0, 2.0, 1.0]}, 'spn_k1': {'samples': [2.0, 4.0, 2.2]},
+               'components': {'samples': [comps, slow, comps]}}
+    comp_record = dict(records['components'], components={n: bench.summarize([c[n] for c in
+                                                                              records['components']['samples']])
+                                                          for n in comps})
+    report = {'config': {'batch': 8, 'repeats': 3}, 'results': [
+        dict(device='cpu', variant=v, kind=v.split('_')[0], k=k, **bench.summarize(records[v]['samples']))
+        for v, k in (('baseline', 0), ('spn_k1', 1))], 'floor': {}}
+    bench._ratios(report, 'cpu', [1], records, comp_record)
+    base, spn = report['results']
+    floor = 1.0 + 0.25 + 0.1 + 0.2 + 0.1  # baseline step + 1 no-grad forward + VGG fwd + VGG bwd + VGG no-grad
+    assert base['ratio_baseline'] == 1.0 and base['ratio_floor'] is None
+    assert spn['ratio_baseline'] == pytest.approx(2.0)  # rounds: 2/1, 4/2, 2.2/1 -> median 2.0
+    assert spn['ratio_floor'] == pytest.approx(2.0 / floor)  # rounds 2/f, 4/2f, 2.2/f; medians would say 2.2/f
+    fl = report['floor']['cpu']['1']
+    assert fl['rounds_s'] == pytest.approx([floor, 2 * floor, floor]) and fl['floor_s'] == pytest.approx(floor)
+    assert fl['measured_over_floor'] == {'spn_k1': spn['ratio_floor']}

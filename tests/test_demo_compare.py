@@ -217,8 +217,10 @@ def test_precision_check_script_end_to_end(tmp_path):
                 '--iters', '2', '--seeds', '0'], cwd=tmp_path)
     table = (tmp_path / 'p' / 'precision.md').read_text()
     row = [line for line in table.splitlines() if line.startswith('| 0 |')]
-    assert row and 'mean Δ PSNR' in table and 'mean Δ PSNR' in proc.stdout
-    psnr_fp32, psnr_bf16 = (float(v) for v in row[0].split('|')[2:4])
-    assert 0 < psnr_fp32 < 100 and 0 < psnr_bf16 < 100
+    assert row and 'bf16: mean Δ PSNR' in table and 'control: mean Δ PSNR' in proc.stdout
+    cells = [c.strip() for c in row[0].split('|')[1:-1]]
+    assert 0 < float(cells[1]) < 100 and all(abs(float(c)) < 100 for c in cells[2:4])
+    control_opt = (tmp_path / 'p' / 'options' / 'precision_control_seed0.yml').read_text()
+    assert 'channels_last: true' in control_opt and 'bfloat16' not in control_opt
     bf16_opt = (tmp_path / 'p' / 'options' / 'precision_bf16_seed0.yml').read_text()
     assert 'autocast: bfloat16' in bf16_opt and 'dtype: bfloat16' in bf16_opt
