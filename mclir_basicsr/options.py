@@ -85,6 +85,12 @@ def optional_str(path, v):
     return v
 
 
+def boolean_or_auto(path, v):
+    if not (isinstance(v, bool) or v == 'auto'):
+        _fail(path, 'true, false or auto', v)
+    return v
+
+
 def one_of(*choices, optional=False):
     def check(path, v):
         if optional and v is None:
@@ -162,7 +168,10 @@ SPN = {
     'download': Option(False, boolean, 'Allow downloading the VGG weights when no file is found (opt-in).'),
     'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
                        'Run the VGG passes under autocast in this dtype (float16: CUDA only).'),
-    'channels_last': Option(False, boolean, 'Run the VGG passes in channels_last memory format.'),
+    'channels_last': Option('auto', boolean_or_auto,
+                            'Run the VGG passes in channels_last memory format; `auto`: on CPU (fp32 too: the '
+                            'same math in another layout, ~11% of an SPN step saved in `scripts/bench_step.py`), '
+                            'not on CUDA (not measured there).'),
 }
 
 # The official fork's keys (Aitical/MCLIR), read when `negatives` / `spn_opt` are absent.

@@ -14,7 +14,8 @@ model.optimize_parameters(it)`` on random tensors (no dataset). Variants (``--va
                       compared on the same machine and weights;
 * modifiers on ``spn_kN`` (joined with ``+``): ``bf16`` (``negatives.autocast`` and ``spn_opt.autocast``
   bfloat16), ``fp16`` (the same in float16, CUDA only), ``cl`` (``channels_last`` in both), ``negbf16``
-  (``negatives.dtype: bfloat16``), e.g. ``spn_k4+bf16+cl+negbf16``.
+  (``negatives.dtype: bfloat16``), ``nchw`` (``spn_opt.channels_last: false``: VGG in NCHW, the layout
+  before ``auto`` made CPU runs channels_last), e.g. ``spn_k4+bf16+cl+negbf16``.
 
 In the same run it times the components of the method's floor (median of the same repetitions):
 network forward+backward, one no-grad network forward, VGG forward (with grad) and backward of the output
@@ -59,18 +60,20 @@ import yaml
 DEFAULT_ARCH = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,
                 'res_scale': 1, 'img_range': 255., 'rgb_mean': [0.4488, 0.4371, 0.4040]}  # EDSR-light
 DEFAULT_LAYERS = 'relu1_2:0.2,relu2_2:0.3,relu3_3:0.5'
-DEFAULT_VARIANTS = ('baseline,spn_k1,spn_k4,published_k1,published_k4,'
+DEFAULT_VARIANTS = ('baseline,spn_k1,spn_k4,spn_k4+nchw,published_k1,published_k4,'
                     'spn_k4+bf16,spn_k4+cl,spn_k4+negbf16,spn_k4+bf16+cl+negbf16')
 MODIFIERS = {  # name: (negatives options, spn_opt options)
     'bf16': ({'autocast': 'bfloat16'}, {'autocast': 'bfloat16'}),
     'fp16': ({'autocast': 'float16'}, {'autocast': 'float16'}),
     'cl': ({'channels_last': True}, {'channels_last': True}),
     'negbf16': ({'dtype': 'bfloat16'}, {}),
+    'nchw': ({}, {'channels_last': False}),
 }
 VARIANTS_HELP = (
     'Variants: baseline (SRModel, L1), spn_kN (ModelContrastiveModel, N negatives), published_kN (the official '
     'step on the same model). Modifiers of spn_kN, joined with +: bf16 (negatives and VGG under bfloat16 '
-    'autocast), fp16 (float16 autocast, CUDA only), cl (channels_last), negbf16 (negatives stored in bfloat16). '
+    'autocast), fp16 (float16 autocast, CUDA only), cl (channels_last), negbf16 (negatives stored in bfloat16), '
+    'nchw (VGG in NCHW: spn_opt.channels_last false). '
     f'Default: {DEFAULT_VARIANTS}.')
 _VARIANT_RE = re.compile(r'^(baseline|spn_k(\d+)|published_k(\d+))((?:\+\w+)*)$')
 

@@ -220,7 +220,10 @@ def test_precision_check_script_end_to_end(tmp_path):
     assert row and 'bf16: mean Δ PSNR' in table and 'control: mean Δ PSNR' in proc.stdout
     cells = [c.strip() for c in row[0].split('|')[1:-1]]
     assert 0 < float(cells[1]) < 100 and all(abs(float(c)) < 100 for c in cells[2:4])
-    control_opt = (tmp_path / 'p' / 'options' / 'precision_control_seed0.yml').read_text()
-    assert 'channels_last: true' in control_opt and 'bfloat16' not in control_opt
+    import yaml
+    control = yaml.safe_load((tmp_path / 'p' / 'options' / 'precision_control_seed0.yml').read_text())
+    fp32 = yaml.safe_load((tmp_path / 'p' / 'options' / 'precision_fp32_seed0.yml').read_text())
+    nudged, ref = control['train']['negatives']['init_decay'], fp32['train']['negatives'].get('init_decay', 0.1)
+    assert nudged != ref and nudged == pytest.approx(ref, rel=2e-6) and 'bfloat16' not in str(control)
     bf16_opt = (tmp_path / 'p' / 'options' / 'precision_bf16_seed0.yml').read_text()
     assert 'autocast: bfloat16' in bf16_opt and 'dtype: bfloat16' in bf16_opt

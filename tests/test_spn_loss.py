@@ -94,6 +94,27 @@ def test_bfloat16_and_channels_last_close_to_fp32(vgg16_file):
         torch.testing.assert_close(d, ref_d, rtol=0.03, atol=1e-3)
 
 
+def test_channels_last_auto_is_fp32_math_in_another_layout(vgg16_file):
+    """The default (`auto`) runs VGG in channels_last on CPU: the same values and gradient as NCHW up to
+    float32 rounding; `false` keeps NCHW, and `auto` would keep NCHW on CUDA."""
+    out, negs, gt = batch(k=3)
+    results = {}
+    for cl in ('auto', False):
+        loss_fn = SPNLoss(loss_weight=1.0, feature='vgg16', pretrained=vgg16_file, channels_last=cl,
+                          layer_weights={'relu1_2': 0.5, 'relu2_2': 1.0})
+        o = out.clone().requires_grad_(True)
+        loss, d = loss_fn(o, negs, gt)
+        loss.backward()
+        feats = loss_fn.phi(out)
+        results[cl] = loss, d, o.grad
+        layout = all(f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous()
+                     for f in feats.values())
+        assert layout == (cl == 'auto'), cl
+        assert loss_fn.use_channels_last(torch.device('cuda')) is False
+    for a, b in zip(results['auto'], results[False]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_missing_vgg_weights_fail_fast_naming_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     monkeypatch.chdir(tmp_path)

@@ -83,15 +83,21 @@ class SPNLoss(nn.Module):
                                         cfg['range_norm'], cfg['pretrained'], cfg['download'])
             if self.autocast is not None:  # autocast re-casts frozen fp32 weights at every call
                 self.features.body.to(self.autocast)
-            if self.channels_last:
-                self.features.to(memory_format=torch.channels_last)
+
+    def use_channels_last(self, device):
+        """Whether the VGG passes on `device` run in channels_last (option `channels_last`; `auto`: on CPU,
+        where oneDNN's convolutions take channels_last directly instead of reordering every tensor)."""
+        return self.channels_last is True or (self.channels_last == 'auto' and device.type == 'cpu')
 
     def phi(self, x):
         """{layer: features} of a batch (N, C, H, W); fp32 out whatever the autocast."""
         if self.features is None:
             return {'pixel': x}
-        if self.channels_last:
+        if self.use_channels_last(x.device):
             x = x.contiguous(memory_format=torch.channels_last)
+            if not self.features.body[0].weight.is_contiguous(memory_format=torch.channels_last):
+                with torch.inference_mode(False):  # once: the weights in the same layout (normal tensors)
+                    self.features.to(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             feats = self.features(x)
         return {k: v.float() for k, v in feats.items()}
