@@ -179,12 +179,12 @@ def make_options(cfg, variant, device, root):
 
 # =========================================================================== statistics
 def summarize(samples):
-    """median, p25, p75 (inclusive quartiles) of per-iteration seconds."""
+    """median, p25, p75 (inclusive quartiles) of per-iteration seconds; the samples in round order."""
     s = sorted(samples)
     if len(s) == 1:
-        return {'median_s': s[0], 'p25_s': s[0], 'p75_s': s[0], 'samples_s': s}
+        return {'median_s': s[0], 'p25_s': s[0], 'p75_s': s[0], 'samples_s': list(samples)}
     p25, _, p75 = statistics.quantiles(s, n=4, method='inclusive')
-    return {'median_s': statistics.median(s), 'p25_s': p25, 'p75_s': p75, 'samples_s': s}
+    return {'median_s': statistics.median(s), 'p25_s': p25, 'p75_s': p75, 'samples_s': list(samples)}
 
 
 def floor_terms(components, baseline_s, k, batch):
@@ -239,18 +239,28 @@ def _setup_worker(task):
     return info
 
 
-def _timer(device):
-    """time(fn, n): seconds per call of n calls of fn (synchronising CUDA before and after)."""
+def _minor_faults():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _timer(device, faults=None):
+    """time(fn, n): seconds per call of n calls of fn (synchronising CUDA before and after). With a
+    dict `faults`, faults[fn] gets the process's minor page faults per call (memory the kernel had to
+    map in, e.g. large buffers malloc gave back and got again)."""
     import torch
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
 
     def time_it(fn, n):
         sync()
-        t0 = time.perf_counter()
+        f0, t0 = _minor_faults(), time.perf_counter()
         for _ in range(n):
             fn()
         sync()
-        return (time.perf_counter() - t0) / max(n, 1)
+        seconds = (time.perf_counter() - t0) / max(n, 1)
+        if faults is not None:
+            faults.setdefault(fn, []).append((_minor_faults() - f0) / max(n, 1))
+        return seconds
     return time_it
 
 
@@ -335,8 +345,10 @@ class _VariantJob:
             self.model.optimize_parameters = types.MethodType(published_step, self.model)
         self.batches = _batches(self.cfg, self.device)
         self.it = 0
+        self.faults = {}
         self.time = _timer(self.device)
         self.time(self.step, self.cfg['warmup'])
+        self.time = _timer(self.device, self.faults)  # faults of the timed repetitions only
 
     def step(self):
         self.it += 1
@@ -349,7 +361,7 @@ class _VariantJob:
     def result(self):
         self.tmp.cleanup()
         return dict(rss_start_mb=self.rss_start, output_shape=list(self.model.output.shape), iterations=self.it,
-                    **_memory(self.device))
+                    minor_faults_per_iter=statistics.median(self.faults[self.step]), **_memory(self.device))
 
 
 class _ComponentsJob:
@@ -411,15 +423,18 @@ class _ComponentsJob:
             for k in task['ks']:
                 fns[f'vgg_nograd_k{k}'] = functools.partial(vgg_nograd, out.repeat(k, 1, 1, 1))
         self.fns = fns
+        self.faults = {}
         self.time = _timer(device)
         for fn in fns.values():  # warm every component up before timing any (allocator, oneDNN primitives)
             self.time(fn, cfg['warmup'])
+        self.time = _timer(device, self.faults)
 
     def rep(self):
         return {name: self.time(fn, self.cfg['iters']) for name, fn in self.fns.items()}
 
     def result(self):
-        return {'rss_start_mb': self.rss_start, **_memory(self.device)}
+        faults = {name: statistics.median(self.faults[fn]) for name, fn in self.fns.items()}
+        return {'rss_start_mb': self.rss_start, 'minor_faults_per_call': faults, **_memory(self.device)}
 
 
 def _serve(task, conn):
@@ -565,30 +580,35 @@ def markdown(report):
         rows = [r for r in report['results'] if r['device'] == device]
         mem = 'peak CUDA alloc MB' if device == 'cuda' else 'peak RSS MB (start)'
         lines += ['', f'### {device}', '',
-                  f'| variant | K | s/iter median | p25-p75 | {mem} | x baseline | x floor |',
-                  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+                  f'| variant | K | s/iter median | p25-p75 | {mem} | x baseline | x floor | page faults/iter |',
+                  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
         for r in rows:
             if 'error' in r:
-                lines.append(f"| {r['variant']} | {r['k']} | failed: {r['error'][:80]} | | | | |")
+                lines.append(f"| {r['variant']} | {r['k']} | failed: {r['error'][:80]} | | | | | |")
                 continue
             m = f"{r['peak_mem_mb']:.0f}" + (f" ({r['rss_start_mb']:.0f})" if device != 'cuda' else '')
             xb = f"{r['ratio_baseline']:.2f}" if r.get('ratio_baseline') else ''
             xf = f"{r['ratio_floor']:.2f}" if r.get('ratio_floor') else ''
             lines.append(f"| {r['variant']} | {r['k']} | {_fmt_s(r['median_s'])} | "
-                         f"{_fmt_s(r['p25_s'])}-{_fmt_s(r['p75_s'])} | {m} | {xb} | {xf} |")
+                         f"{_fmt_s(r['p25_s'])}-{_fmt_s(r['p75_s'])} | {m} | {xb} | {xf} | "
+                         f"{r['minor_faults_per_iter']:.0f} |")
         comps = report['components'].get(device, {})
         if 'error' in comps:
             lines += ['', f"Components failed: {comps['error']}"]
             continue
-        lines += ['', '| component | s median | p25-p75 |', '| --- | ---: | ---: |']
+        lines += ['', '| component | s median | p25-p75 | page faults/call |', '| --- | ---: | ---: | ---: |']
+        faults = comps.get('minor_faults_per_call', {})
         for name, c in comps.get('components', {}).items():
-            lines.append(f"| {name} | {_fmt_s(c['median_s'])} | {_fmt_s(c['p25_s'])}-{_fmt_s(c['p75_s'])} |")
+            lines.append(f"| {name} | {_fmt_s(c['median_s'])} | {_fmt_s(c['p25_s'])}-{_fmt_s(c['p75_s'])} | "
+                         f"{faults.get(name, float('nan')):.0f} |")
         lines.append('')
         for k, fl in report['floor'].get(device, {}).items():
             terms = ' + '.join(f'{_fmt_s(s)} ({label})' for label, s in fl['terms'])
             measured = ', '.join(f"{v}: {r:.2f}x" for v, r in fl['measured_over_floor'].items())
             lines.append(f"Floor K={k}: {terms} = {_fmt_s(fl['floor_s'])} s"
-                         + (f'; measured/floor: {measured}' if measured else ''))
+                         + (f'; measured/floor: {measured}' if measured else '')
+                         + (f"; page faults of the floor's parts: {fl['minor_faults']:.0f}" if 'minor_faults' in fl
+                            else ''))
     return '\n'.join(lines) + '\n'
 
 
@@ -706,6 +726,10 @@ def _ratios(report, device, ks, records, comps):
                          'measured_over_floor': {}}
             if not all(math.isfinite(x) for _, x in terms):
                 floors[k]['floor_s'] = float('nan')
+            faults = comps.get('minor_faults_per_call')
+            if faults and base_row and 'vgg_fwd_bwd_out' in faults:  # the floor's parts, as in floor_terms
+                floors[k]['minor_faults'] = (base_row['minor_faults_per_iter'] + k * faults['net_fwd_nograd']
+                                             + faults['vgg_fwd_bwd_out'] + faults[f'vgg_nograd_k{k}'])
 
     def per_round(samples, refs):
         ratios = [s / r for s, r in zip(samples, refs) if s is not None and r]

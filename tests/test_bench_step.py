@@ -43,6 +43,7 @@ def test_end_to_end_json(tmp_path, bench):
         assert row['p25_s'] <= row['median_s'] <= row['p75_s']
         assert len(row['samples_s']) == 2 and row['iterations'] == 1 + 2 * 2
         assert row['output_shape'] == [2, 3, 32, 32]
+        assert row['minor_faults_per_iter'] >= 0  # page faults of the timed iterations
         if row['k']:
             assert positive(row['ratio_floor']), name
     assert rows['baseline']['ratio_baseline'] == 1.0
@@ -51,6 +52,7 @@ def test_end_to_end_json(tmp_path, bench):
     for name in ('net_fwd_bwd', 'net_fwd_nograd', 'vgg_fwd_out', 'vgg_fwd_bwd_out', 'vgg_nograd_k1', 'vgg_nograd_k4',
                  'refresh_foreach', 'refresh_loop'):
         assert positive(comps[name]['median_s']), name
+    assert all(f >= 0 for f in report['components']['cpu']['minor_faults_per_call'].values())
     floors = report['floor']['cpu']
     assert sorted(floors) == ['1', '4']
     for k, fl in floors.items():
@@ -60,6 +62,7 @@ def test_end_to_end_json(tmp_path, bench):
         assert fl['terms'][1][1] == pytest.approx(int(k) * comps['net_fwd_nograd']['median_s'])
         assert fl['terms'][4][1] == comps[f'vgg_nograd_k{k}']['median_s']
         assert f'spn_k{k}' in fl['measured_over_floor'] and f'published_k{k}' in fl['measured_over_floor']
+        assert fl['minor_faults'] >= 0 and "page faults of the floor's parts" in proc.stderr
 
 
 def test_markdown_and_errors(tmp_path, vgg16_file):
