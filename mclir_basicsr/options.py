@@ -169,9 +169,8 @@ SPN = {
     'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
                        'Run the VGG passes under autocast in this dtype (float16: CUDA only).'),
     'channels_last': Option('auto', boolean_or_auto,
-                            'Run the VGG passes in channels_last memory format; `auto`: on CPU (fp32 too: the '
-                            'same math in another layout, ~11% of an SPN step saved in `scripts/bench_step.py`), '
-                            'not on CUDA (not measured there).'),
+                            'Run the VGG passes in channels_last memory format; `auto`: on CPU (the same float32 '
+                            'math in oneDNN\'s native layout; README "Cost"), not on CUDA (not measured there).'),
 }
 
 # The official fork's keys (Aitical/MCLIR), read when `negatives` / `spn_opt` are absent.
