@@ -526,9 +526,10 @@ def run_rounds(jobs, repeats, log, device):
                 records[key]['samples'].append(None if reply is None or 'error' in reply else reply['sample'])
             print(f'[{device}] round {r + 1}/{repeats} done in {time.time() - t0:.1f} s', file=log, flush=True)
         for key, w in workers.items():
+            failed_before = w.error is not None
             final = w.error or w.ask('done')
             records[key].update(final)
-            if 'error' in final and final is not w.error:
+            if 'error' in final and not failed_before:
                 print(f'[{device}] {key} failed: {final["error"]}', file=log)
     finally:
         for w in workers.values():
