@@ -523,6 +523,8 @@ def run_rounds(jobs, repeats, log, device):
             for key in keys[r % len(keys):] + keys[:r % len(keys)]:
                 w = workers[key]
                 reply = None if w.error else w.ask('rep')
+                if reply is not None and 'error' in reply:
+                    print(f'[{device}] {key} failed in round {r + 1}: {reply["error"]}', file=log, flush=True)
                 records[key]['samples'].append(None if reply is None or 'error' in reply else reply['sample'])
             print(f'[{device}] round {r + 1}/{repeats} done in {time.time() - t0:.1f} s', file=log, flush=True)
         for key, w in workers.items():
