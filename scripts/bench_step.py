@@ -346,9 +346,9 @@ class _VariantJob:
         self.batches = _batches(self.cfg, self.device)
         self.it = 0
         self.faults = {}
-        self.time = _timer(self.device)
+        self.time = _timer(self.device, self.faults)
         self.time(self.step, self.cfg['warmup'])
-        self.time = _timer(self.device, self.faults)  # faults of the timed repetitions only
+        self.faults.clear()  # faults of the timed repetitions only
 
     def step(self):
         self.it += 1
@@ -424,10 +424,10 @@ class _ComponentsJob:
                 fns[f'vgg_nograd_k{k}'] = functools.partial(vgg_nograd, out.repeat(k, 1, 1, 1))
         self.fns = fns
         self.faults = {}
-        self.time = _timer(device)
+        self.time = _timer(device, self.faults)
         for fn in fns.values():  # warm every component up before timing any (allocator, oneDNN primitives)
             self.time(fn, cfg['warmup'])
-        self.time = _timer(device, self.faults)
+        self.faults.clear()  # faults of the timed repetitions only
 
     def rep(self):
         return {name: self.time(fn, self.cfg['iters']) for name, fn in self.fns.items()}

@@ -64,7 +64,7 @@ def table(by, seeds, iters, n_images):
     for a in others:
         d = deltas[a]
         lines.append(f'{a}: mean Δ PSNR {sum(d) / len(d):+.3f} dB, largest |Δ| {max(abs(x) for x in d):.3f} dB')
-    return '\n'.join(lines) + '\n', deltas
+    return '\n'.join(lines) + '\n'
 
 
 def main(argv=None):
@@ -98,7 +98,7 @@ def main(argv=None):
         run.result = cmp.collect(run, out)
         rows = cmp.image_metrics(run, out, images, psnr_kw, ssim_kw)
         by[run.label, run.seed] = (sum(r['psnr'] for r in rows) / len(rows), run.result['s_per_iter'])
-    text, _ = table(by, args.seeds, args.iters, len(images))
+    text = table(by, args.seeds, args.iters, len(images))
     with open(os.path.join(out, 'precision.md'), 'w', encoding='utf-8') as f:
         f.write(text)
     print(text)
