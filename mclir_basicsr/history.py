@@ -114,20 +114,38 @@ class NegativePool:
                 self.refresh(k, net)
 
     # ------------------------------------------------------------------ forward
+    def _forward(self, neg, x):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.dtype != torch.float32 and self.autocast is None:
+            x = x.to(self.dtype)
+        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            return neg(x).float()
+
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """All negatives' outputs for one batch, stacked on a new first dim: (K, B, C, H, W)."""
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            outs = [neg(x if self.dtype == torch.float32 or self.autocast else x.to(self.dtype))
-                    for neg in self.negatives]
-        return torch.stack([o.float() for o in outs])
+        return torch.stack([self._forward(neg, x) for neg in self.negatives])
 
-    def to(self, device):
-        for neg in self.negatives:
-            neg.to(device)
-        return self
+    def owners(self, batch: int, rotation: int) -> torch.Tensor:
+        """Which negative each sample meets in the split-batch estimator: (i + rotation) mod K, (B,)."""
+        return (torch.arange(batch) + rotation) % len(self.negatives)
+
+    @torch.inference_mode()
+    def split(self, x: torch.Tensor, rotation: int):
+        """Split-batch negatives: sample i goes through negative (i + rotation) mod K only, so the K
+        negatives together run one batch. Returns (outputs (B, C, H, W), owners (B,) on x's device)."""
+        owners = self.owners(x.shape[0], rotation).to(x.device)
+        out = None
+        for k, neg in enumerate(self.negatives):
+            index = (owners == k).nonzero().squeeze(1)
+            if index.numel() == 0:
+                continue
+            y = self._forward(neg, x.index_select(0, index))
+            if out is None:
+                out = y.new_empty((x.shape[0],) + y.shape[1:])
+            out.index_copy_(0, index, y)
+        return out, owners
 
     # ------------------------------------------------------------------ state
     def fingerprints(self):
@@ -152,7 +170,7 @@ class NegativePool:
                           for neg in self.negatives],
         }
 
-    def load_state_dict(self, state, strict_schedule: bool = False):
+    def load_state_dict(self, state):
         """Restore negatives. Different K or architecture: NegativePoolStateError, naming both."""
         saved_k = len(state['negatives'])
         if saved_k != len(self.negatives):
@@ -173,6 +191,4 @@ class NegativePool:
                     f'tensors differ at {", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""}; '
                     'resume with the same network_g options or start a new run')
             neg.load_state_dict(sd)
-        if strict_schedule and (state['update_every'] != self.update_every or state['decay'] != self.decay):
-            raise NegativePoolStateError('the negatives\' schedule differs from the training state')
         self.refreshes = list(state.get('refreshes', self.refreshes))

@@ -27,6 +27,14 @@ MODES = ('subtract', 'ratio')
 PRECISIONS = ('float32', 'bfloat16', 'float16')
 
 
+def dtype_or_none(name):
+    """torch.bfloat16 for 'bfloat16' (any torch dtype by name); None for None."""
+    if name is None:
+        return None
+    import torch  # here, not at the top: the rest of this module (the schema, the README table) is torch-free
+    return getattr(torch, name)
+
+
 class MCLIROptionError(ValueError):
     """A bad MCLIR option. The message starts with the option's path."""
 
@@ -139,17 +147,23 @@ NEGATIVES = {
                          'At start, theta_neg = init_decay*theta_fresh_init + (1-init_decay)*theta '
                          '(official `neg_start`).'),
     'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
-                       'Run the negatives\' forwards under autocast in this dtype (float16: CUDA only).'),
+                       'Run the negatives\' forwards under autocast in this dtype. Default: `train.amp`.'),
     'dtype': Option('float32', one_of(*PRECISIONS),
                     'Storage dtype of the negatives\' weights (bfloat16 halves their memory).'),
     'channels_last': Option(False, boolean, 'Keep negatives in channels_last memory format.'),
+    'split_batch': Option(False, boolean,
+                          'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives '
+                          'cost one batch in total. Unbiased: the term averaged over K rotations is the full one. '
+                          'Needs batch_size_per_gpu >= K.'),
 }
 
 SPN = {
     'type': Option('SPNLoss', one_of('SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
     'loss_weight': Option(0.001, non_negative_float,
-                          'lambda: weight of the SPN term. 0.001 is the paper\'s value for VGG features; with '
-                          '`feature: pixel` it is a no-op: the demo sweep uses 0.1 (README, "Demo").'),
+                          'lambda: weight of the SPN term. 0.001 is the paper\'s value for VGG features (not '
+                          're-measured here: no VGG weights offline). With `feature: pixel` 0.001 is a no-op; the '
+                          'demo\'s 0.1 was chosen on the demo\'s own data and seeds and was 0.17 dB worse than L1 in '
+                          'a held-out check (README, "Demo"): no pixel-space value is known to help in general.'),
     'feature': Option('vgg16', one_of(*FEATURES), 'Feature space phi: VGG features, or the pixels themselves.'),
     'layer_weights': Option({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, layer_weights,
                             'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'),
@@ -167,10 +181,18 @@ SPN = {
                          'vgg19-dcbb9e9d.pth in $TORCH_HOME/hub/checkpoints or experiments/pretrained_models.'),
     'download': Option(False, boolean, 'Allow downloading the VGG weights when no file is found (opt-in).'),
     'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
-                       'Run the VGG passes under autocast in this dtype (float16: CUDA only).'),
+                       'Run the VGG passes under autocast in this dtype. Default: `train.amp`.'),
     'channels_last': Option('auto', boolean_or_auto,
                             'Run the VGG passes in channels_last memory format; `auto`: on CPU (the same float32 '
                             'math in oneDNN\'s native layout; README "Cost"), not on CUDA (not measured there).'),
+}
+
+# Keys of the train section itself (the rest of it is BasicSR's).
+TRAIN = {
+    'amp': Option(None, one_of('bfloat16', 'float16', optional=True),
+                  'Mixed precision for the whole step: the network\'s forward and every loss under torch.autocast '
+                  '(float16 with a GradScaler, saved in the training state). Validation stays float32. Works without '
+                  '`spn_opt` too (the baseline at equal precision).'),
 }
 
 # The official fork's keys (Aitical/MCLIR), read when `negatives` / `spn_opt` are absent.
@@ -180,18 +202,23 @@ OFFICIAL = {
     'neg_start': 'negatives.init_decay',
     'perceptual_opt': 'spn_opt (subtracted, mode: subtract)',
 }
-SECTIONS = {'train.negatives': NEGATIVES, 'train.spn_opt': SPN}
+SECTIONS = {'train': TRAIN, 'train.negatives': NEGATIVES, 'train.spn_opt': SPN}
 
 
 @dataclass
 class MCLIRConfig:
-    negatives: dict
-    spn: dict
+    negatives: Optional[dict]  # None: SPN is off (ModelContrastiveModel trains as SRModel)
+    spn: Optional[dict]
     official: bool  # built from the official fork's keys
+    amp: Optional[str] = None  # train.amp: None, 'bfloat16' or 'float16'
+
+    @property
+    def spn_on(self):
+        return self.spn is not None
 
     @property
     def num_negatives(self):
-        return len(self.negatives['update_every'])
+        return len(self.negatives['update_every']) if self.spn_on else 0
 
 
 def _unknown_keys(path, given, known):
@@ -243,13 +270,8 @@ def _from_official(train):
     return negatives, spn
 
 
-def parse_mclir_options(opt):
-    """Validate the MCLIR part of a BasicSR option dict; return the normalised config."""
-    if not isinstance(opt, dict):
-        _fail('<options>', 'a mapping', opt)
-    train = opt.get('train')
-    if not isinstance(train, dict):
-        _fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
+def _spn_sections(train):
+    """(negatives, spn_opt, their paths, official) as given, or all None when SPN is off."""
     official = [k for k in ('neg_iter', 'neg_decay', 'neg_start') if k in train]
     if official and ('negatives' in train or 'spn_opt' in train):
         raise MCLIROptionError(
@@ -259,17 +281,18 @@ def parse_mclir_options(opt):
         if 'neg_iter' not in train:
             raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')
         negatives, spn = _from_official(train)
-        path_neg, path_spn = 'train.neg_*', 'train.perceptual_opt'
-    else:
-        if 'spn_opt' not in train:
+        return negatives, spn, 'train.neg_*', 'train.perceptual_opt', True
+    if train.get('spn_opt') is None:  # absent or null, as BasicSR reads its own *_opt sections
+        if train.get('negatives'):
             raise MCLIROptionError(
-                'train.spn_opt: required by ModelContrastiveModel, e.g. {type: SPNLoss, loss_weight: 0.001} '
-                '(or the official keys neg_iter/neg_decay/neg_start with a subtracted perceptual_opt)')
-        negatives, spn = train.get('negatives'), train['spn_opt']
-        path_neg, path_spn = 'train.negatives', 'train.spn_opt'
+                'train.negatives: set, but train.spn_opt is not, so no loss would use the negatives; add '
+                'train.spn_opt (e.g. {type: SPNLoss, loss_weight: 0.001}) to turn SPN on, or remove train.negatives '
+                'to train without SPN')
+        return None, None, None, None, False
+    return train.get('negatives') or {}, train['spn_opt'], 'train.negatives', 'train.spn_opt', False
 
-    neg = validate_section(path_neg, negatives, NEGATIVES)
-    spn = validate_section(path_spn, spn, SPN)
+
+def _normalise_negatives(neg, path):
     if isinstance(neg['update_every'], int):
         neg['update_every'] = [neg['update_every']]
     k = len(neg['update_every'])
@@ -277,24 +300,53 @@ def parse_mclir_options(opt):
         neg['decay'] = [neg['decay']] * k
     if len(neg['decay']) != k:
         raise MCLIROptionError(
-            f'{path_neg}.decay: has {len(neg["decay"])} entries but update_every has {k}; '
+            f'{path}.decay: has {len(neg["decay"])} entries but update_every has {k}; '
             'give one decay per negative (or a single number for all)')
+    return neg
+
+
+def _check_split_batch(opt, neg, path):
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    batch, k = train_set.get('batch_size_per_gpu'), len(neg['update_every'])
+    if neg['split_batch'] and _is_number(batch) and batch < k:
+        raise MCLIROptionError(
+            f'{path}.split_batch: needs datasets.train.batch_size_per_gpu ({batch}) >= the number of negatives '
+            f'K ({k}), so that every negative meets at least one sample per step; raise the batch size, use fewer '
+            'negatives, or set split_batch: false')
+
+
+def _check_spn(spn, path):
     if spn['feature'] != 'pixel':
         names = VGG_LAYERS[spn['feature']]
         for layer in spn['layer_weights']:
             if layer not in names:
                 raise MCLIROptionError(
-                    f'{path_spn}.layer_weights.{layer}: not a {spn["feature"]} layer{did_you_mean(layer, names)}; '
+                    f'{path}.layer_weights.{layer}: not a {spn["feature"]} layer{did_you_mean(layer, names)}; '
                     f'accepted: {", ".join(names)}')
     if spn['max_distance'] is not None and spn['mode'] != 'subtract':
-        raise MCLIROptionError(f'{path_spn}.max_distance: only used with mode: subtract (ratio is bounded)')
-    num_gpu = opt.get('num_gpu', 1)
-    cpu_only = num_gpu != 'auto' and not (_is_number(num_gpu) and num_gpu > 0)
-    if 'float16' in (neg['autocast'], spn['autocast'], neg['dtype']) and cpu_only:
-        raise MCLIROptionError(
-            f'{path_neg if "float16" in (neg["autocast"], neg["dtype"]) else path_spn}: float16 needs CUDA '
-            '(num_gpu > 0); use bfloat16 on CPU')
-    return MCLIRConfig(negatives=neg, spn=spn, official=bool(official))
+        raise MCLIROptionError(f'{path}.max_distance: only used with mode: subtract (ratio is bounded)')
+
+
+def parse_mclir_options(opt):
+    """Validate the MCLIR part of a BasicSR option dict; return the normalised config. Without
+    ``train.spn_opt`` (and the official keys) SPN is off: ``negatives`` and ``spn`` are None."""
+    if not isinstance(opt, dict):
+        _fail('<options>', 'a mapping', opt)
+    train = opt.get('train')
+    if not isinstance(train, dict):
+        _fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
+    amp = TRAIN['amp'].check('train.amp', train.get('amp'))
+    given_neg, given_spn, path_neg, path_spn, official = _spn_sections(train)
+    if given_spn is None:
+        return MCLIRConfig(negatives=None, spn=None, official=False, amp=amp)
+    neg = _normalise_negatives(validate_section(path_neg, given_neg, NEGATIVES), path_neg)
+    spn = validate_section(path_spn, given_spn, SPN)
+    for section, given in ((neg, given_neg), (spn, given_spn)):  # the negatives and VGG follow train.amp
+        if 'autocast' not in (given or {}):
+            section['autocast'] = amp
+    _check_split_batch(opt, neg, path_neg)
+    _check_spn(spn, path_spn)
+    return MCLIRConfig(negatives=neg, spn=spn, official=official, amp=amp)
 
 
 # --------------------------------------------------------------------------- documentation

@@ -42,8 +42,9 @@ def base(**train):
     (lambda t: t['spn_opt'].update(mode='divide'), r'spn_opt\.mode: expected one of subtract, ratio'),
     (lambda t: t['spn_opt'].update(mode='ratio', max_distance=1.0), r'max_distance: only used with mode: subtract'),
     (lambda t: t['spn_opt'].update(loss_wieght=1), r"loss_wieght: unknown option \(did you mean 'loss_weight'"),
-    (lambda t: t['spn_opt'].update(autocast='float16'), r'float16 needs CUDA'),
-    (lambda t: t.pop('spn_opt'), r'train\.spn_opt: required'),
+    (lambda t: t['spn_opt'].update(autocast='fp16'), r"spn_opt\.autocast: expected one of bfloat16, float16, null"),
+    (lambda t: t.update(amp='half'), r"train\.amp: expected one of bfloat16, float16, null; got 'half'"),
+    (lambda t: t.pop('spn_opt'), r'train\.negatives: set, but train\.spn_opt is not'),
     (lambda t: t.update(neg_iter=[1]), r'official keys \(neg_iter\) and `negatives`/`spn_opt` are both set'),
 ])
 def test_bad_option_names_its_path(mutate, message):
@@ -86,7 +87,8 @@ section = st.dictionaries(known_keys, json_values, max_size=6)
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(negatives=section | json_values, spn=section | json_values,
-       extra=st.dictionaries(st.sampled_from(['neg_iter', 'neg_decay', 'neg_start', 'perceptual_opt']), json_values),
+       extra=st.dictionaries(st.sampled_from(['neg_iter', 'neg_decay', 'neg_start', 'perceptual_opt', 'amp']),
+                             json_values | st.sampled_from(['bfloat16', 'float16'])),
        num_gpu=json_values)
 def test_random_options_validate_or_raise_our_error(negatives, spn, extra, num_gpu):
     train = {'negatives': negatives, 'spn_opt': spn}
@@ -95,6 +97,10 @@ def test_random_options_validate_or_raise_our_error(negatives, spn, extra, num_g
         try:
             cfg = parse_mclir_options({'num_gpu': num_gpu, 'train': copy.deepcopy(candidate)})
         except MCLIROptionError:
+            continue
+        assert cfg.amp in (None, 'bfloat16', 'float16')
+        if not cfg.spn_on:  # no spn_opt, no official keys, no negatives: SPN off
+            assert candidate.get('spn_opt') is None and 'neg_iter' not in candidate and not candidate.get('negatives')
             continue
         k = cfg.num_negatives
         assert k >= 1 and len(cfg.negatives['decay']) == k

@@ -4,9 +4,10 @@ Works with any network in ARCH_REGISTRY, for SR (x2/x3/x4) and scale-1 restorati
 Validation, metrics, EMA, schedulers, logging and the checkpoint format are SRModel's. What
 this class adds:
 
-* ``init_training_settings``: validates the MCLIR options, builds the NegativePool and SPNLoss;
-* ``optimize_parameters``: ``L = L_pix (+ L_percep) + L_spn``, a non-finite guard, and the
-  refresh of the negatives after the optimiser step;
+* ``init_training_settings``: validates the MCLIR options, builds the NegativePool and SPNLoss
+  (without ``train.spn_opt`` SPN is off and the step is SRModel's);
+* ``optimize_parameters``: ``L = L_pix (+ L_percep) + L_spn`` under ``train.amp``'s autocast (float16
+  with a GradScaler), a non-finite guard, and the refresh of the negatives after the optimiser step;
 * ``save_training_state`` / ``resume_training``: negatives, their counters, RNG states and the
   position in the epoch are part of the training state (exact resume);
 * ``validation`` leaves the RNG untouched, so ``val_freq`` does not change training;
@@ -26,7 +27,7 @@ from torch.nn import functional as F
 from mclir_basicsr import resume
 from mclir_basicsr.compat import atomic_torch_save
 from mclir_basicsr.history import NegativePool
-from mclir_basicsr.options import parse_mclir_options
+from mclir_basicsr.options import dtype_or_none, parse_mclir_options
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -56,25 +57,56 @@ class ModelContrastiveModel(SRModel):
         finally:
             if self.mclir.official:
                 train_opt['perceptual_opt'] = official_percep
+        self.amp = dtype_or_none(self.mclir.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
+        self.amp_skipped = 0
+        self.negatives, self.cri_spn = None, None
+        if self.mclir.spn_on:
+            self._build_spn()
+        else:
+            get_root_logger().info(f'MCLIR: SPN is off (no train.spn_opt): training as SRModel'
+                                   f'{", amp " + self.mclir.amp if self.amp else ""}.')
+
+    def _build_spn(self):
         neg = self.mclir.negatives
-        net = self.get_bare_model(self.net_g)
         self.negatives = NegativePool(
-            net, neg['update_every'], neg['decay'], neg['init_decay'],
-            make_fresh=lambda: build_network(self.opt['network_g']),
-            dtype=getattr(torch, neg['dtype']), autocast=neg['autocast'] and getattr(torch, neg['autocast']),
-            channels_last=neg['channels_last'])
+            self.get_bare_model(self.net_g), neg['update_every'], neg['decay'], neg['init_decay'],
+            make_fresh=lambda: build_network(self.opt['network_g']), dtype=getattr(torch, neg['dtype']),
+            autocast=dtype_or_none(neg['autocast']), channels_last=neg['channels_last'])
         self.negatives.broadcast(src=0)  # DDP synced net_g; the fresh initial blends differ per rank
         self.cri_spn = build_loss(dict(self.mclir.spn)).to(self.device)
-        logger = get_root_logger()
-        logger.info(f'MCLIR: {len(self.negatives)} negative model(s), update_every={neg["update_every"]}, '
-                    f'decay={neg["decay"]}, init_decay={neg["init_decay"]}; SPN: feature={self.mclir.spn["feature"]}, '
-                    f'mode={self.mclir.spn["mode"]}, loss_weight={self.mclir.spn["loss_weight"]}')
+        get_root_logger().info(
+            f'MCLIR: {len(self.negatives)} negative model(s), update_every={neg["update_every"]}, '
+            f'decay={neg["decay"]}, init_decay={neg["init_decay"]}, split_batch={neg["split_batch"]}; '
+            f'SPN: feature={self.mclir.spn["feature"]}, mode={self.mclir.spn["mode"]}, '
+            f'loss_weight={self.mclir.spn["loss_weight"]}; amp={self.mclir.amp}')
 
     # ------------------------------------------------------------------ training step
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            self.output = self.net_g(self.lq)
+            l_total, loss_dict = self._reconstruction_losses()
+            if self.negatives is not None:
+                l_spn, distances = self._spn_term(current_iter)
+                loss_dict['l_spn'] = l_spn
+                l_total = l_total + l_spn
+                for k, d in enumerate(distances):
+                    loss_dict[f'd_neg{k}'] = d
+        self._stop_if_not_finite(l_total, loss_dict, current_iter)
+        self._backward_and_step(l_total)
 
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.scaler is not None:
+            self.log_dict['amp_scale'] = self.scaler.get_scale()
+            self.log_dict['amp_skipped'] = self.amp_skipped
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+        if self.negatives is not None:
+            self.negatives.step(current_iter, self.get_bare_model(self.net_g))
+
+    def _reconstruction_losses(self):
+        """SRModel's terms: the pixel loss and the perceptual/style losses, as SRModel adds them."""
         loss_dict = OrderedDict()
         l_total = 0
         if self.cri_pix:
@@ -86,34 +118,49 @@ class ModelContrastiveModel(SRModel):
                 if term is not None:
                     loss_dict[name] = term
                     l_total = l_total + term
-        negs = self.negatives(self.lq)
-        l_spn, distances = self.cri_spn(self.output, negs, self.gt)
-        loss_dict['l_spn'] = l_spn
-        l_total = l_total + l_spn
-        for k, d in enumerate(distances):
-            loss_dict[f'd_neg{k}'] = d
+        return l_total, loss_dict
 
-        finite = torch.isfinite(l_total.detach()).to(torch.float32)
+    def _spn_term(self, current_iter):
+        """(L_spn, mean distance to each negative). Split batch: sample i meets negative (i + iter) mod K;
+        the rotation comes from the iteration, so it is the same on every rank and after a resume."""
+        if self.mclir.negatives['split_batch']:
+            negs, owners = self.negatives.split(self.lq, rotation=current_iter % len(self.negatives))
+        else:
+            negs, owners = self.negatives(self.lq), None
+        return self.cri_spn(self.output, negs, self.gt, owners=owners, num_negatives=len(self.negatives))
+
+    def _stop_if_not_finite(self, l_total, loss_dict, current_iter):
+        """Raise NonFiniteError before the optimiser step. With the float16 scaler an infinite loss is an
+        overflow the scaler handles by skipping the step; NaN still stops."""
+        loss = l_total.detach()
+        ok = (~torch.isnan(loss) if self.scaler is not None else torch.isfinite(loss)).to(torch.float32)
         if self.opt['dist']:  # every rank stops together (one rank alone would hang the others in backward)
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if not bool(finite):  # one sync; BasicSR's logger syncs every step anyway
-            bad = [name for name, v in loss_dict.items() if not bool(torch.isfinite(v))] or ['on another rank']
-            raise NonFiniteError(
-                f'iteration {current_iter}: non-finite loss ({", ".join(bad)}). Training stopped before '
-                'the optimiser step; the last checkpoint and training state are intact. Lower the learning rate '
-                'or train.spn_opt.loss_weight, or bound the SPN term (train.spn_opt.max_distance, or mode: ratio).')
-        l_total.backward()
-        self.optimizer_g.step()
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+        if bool(ok):  # one sync; BasicSR's logger syncs every step anyway
+            return
+        bad = [name for name, v in loss_dict.items() if not bool(torch.isfinite(v))] or ['on another rank']
+        raise NonFiniteError(
+            f'iteration {current_iter}: non-finite loss ({", ".join(bad)}). Training stopped before '
+            'the optimiser step; the last checkpoint and training state are intact. Lower the learning rate '
+            'or train.spn_opt.loss_weight, or bound the SPN term (train.spn_opt.max_distance, or mode: ratio).')
 
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
-        self.negatives.step(current_iter, self.get_bare_model(self.net_g))
+    def _backward_and_step(self, l_total):
+        if self.scaler is None:
+            l_total.backward()
+            self.optimizer_g.step()
+            return
+        scale = self.scaler.get_scale()
+        self.scaler.scale(l_total).backward()
+        self.scaler.step(self.optimizer_g)  # skipped when the gradients hold inf/NaN
+        self.scaler.update()
+        if self.scaler.get_scale() < scale:
+            self.amp_skipped += 1
 
     # ------------------------------------------------------------------ state
     def _check_finite_weights(self, current_iter):
         nets = {'net_g': self.get_bare_model(self.net_g)}
-        nets.update({f'negative {k}': n for k, n in enumerate(self.negatives.negatives)})
+        if self.negatives is not None:
+            nets.update({f'negative {k}': n for k, n in enumerate(self.negatives.negatives)})
         for name, net in nets.items():
             tensors = [p for p in net.parameters() if p.is_floating_point()]
             if tensors and not bool(torch.stack([t.detach().float().abs().sum() for t in tensors]).isfinite().all()):
@@ -129,7 +176,7 @@ class ModelContrastiveModel(SRModel):
 
     def _gather_per_rank(self):
         """Every rank's RNG states and negatives' fingerprints (a collective in DDP)."""
-        mine = {'rng': resume.rng_state(), 'negatives': self.negatives.fingerprints()}
+        mine = {'rng': resume.rng_state(), 'negatives': self.negatives.fingerprints() if self.negatives else []}
         rank, world = get_dist_info()
         if world == 1:
             return [mine]
@@ -153,7 +200,9 @@ class ModelContrastiveModel(SRModel):
             'iter': current_iter,
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
-            'negatives': self.negatives.state_dict(),
+            'negatives': self.negatives.state_dict() if self.negatives is not None else None,
+            'amp_scaler': self.scaler.state_dict() if self.scaler is not None else None,
+            'amp_skipped': self.amp_skipped,
             'rng': [r['rng'] for r in per_rank],
             'negatives_fingerprints': [r['negatives'] for r in per_rank],
             'epoch_batches': progress['batches'] if progress['epoch'] == epoch else None,
@@ -163,17 +212,29 @@ class ModelContrastiveModel(SRModel):
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         logger = get_root_logger()
-        if 'negatives' in resume_state:
-            self.negatives.load_state_dict(resume_state['negatives'])
-        else:
-            logger.warning('The training state has no negatives (not written by ModelContrastiveModel): they '
-                           'restart from the resumed network as at the start of a run.')
+        if self.negatives is not None:
+            if resume_state.get('negatives') is not None:
+                self.negatives.load_state_dict(resume_state['negatives'])
+            else:
+                logger.warning('The training state has no negatives (not written by ModelContrastiveModel with SPN): '
+                               'they restart from the resumed network as at the start of a run.')
+        self._resume_scaler(resume_state)
         rank, world = get_dist_info()
         rngs = resume_state.get('rng')
         rng = rngs[rank] if rngs is not None and len(rngs) == world else None
         if rngs is not None and rng is None:
             logger.warning(f'RNG states were saved for {len(rngs)} process(es), resuming with {world}: not restored.')
         resume.set_pending(resume_state['epoch'], resume_state.get('epoch_batches'), rng)
+
+    def _resume_scaler(self, resume_state):
+        self.amp_skipped = resume_state.get('amp_skipped') or 0
+        if self.scaler is None:
+            return
+        if resume_state.get('amp_scaler') is not None:
+            self.scaler.load_state_dict(resume_state['amp_scaler'])
+        else:
+            get_root_logger().warning('The training state has no float16 GradScaler state (saved without train.amp: '
+                                      'float16): the scaler starts afresh.')
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
         try:
