@@ -4,9 +4,10 @@
 interpreter start-up (unless switched off), which calls :func:`install`. That only appends two
 finders to ``sys.meta_path`` (standard library, no torch): the torchvision alias of
 :mod:`mclir_basicsr.compat` and :class:`_BasicSRHook`, which waits for ``import basicsr``.
-When BasicSR's package has finished importing, the hook applies the compat workarounds and
-imports the add-on's models and losses, whose decorators register them. Processes that never
-import basicsr pay for two list appends.
+When BasicSR's package has finished importing, the hook imports the add-on's models and losses,
+whose decorators register them, and applies :func:`mclir_basicsr.compat.apply`: the fixes for
+upstream breakage, and the switch that gives add-on runs (and only them) the add-on's behaviour.
+Processes that never import basicsr pay for two list appends.
 
 ``MCLIR_BASICSR_AUTOLOAD=0`` switches the start-up hook off; ``import mclir_basicsr`` still works.
 """
@@ -25,9 +26,9 @@ def activate():
     if _ACTIVE:
         return
     _ACTIVE = True
-    compat.apply()
     import mclir_basicsr.losses  # noqa: F401  (the decorators register)
     import mclir_basicsr.models  # noqa: F401
+    compat.apply()  # after the registration: it tells add-on runs by their registered model_type
 
 
 class _LoaderThenActivate:

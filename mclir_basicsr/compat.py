@@ -1,35 +1,38 @@
-"""Every workaround for upstream breakage, in one place.
+"""Fixes for upstream breakage (global), the guard that applies them, and the switch to add-on runs.
 
-BasicSR 1.4.2 (the current PyPI release) was written for torch 1.x and CUDA. Each workaround
-below is small, is applied once, is tested in ``tests/test_compat.py``, and is a no-op when
-upstream is fixed (each checks for the broken thing before it replaces anything).
+BasicSR 1.4.2 (the current PyPI release) was written for torch 1.x and CUDA. The fixes below
+apply to every program that imports basicsr, because without them BasicSR fails; each is small,
+tested in ``tests/test_compat.py``, and steps aside where upstream works:
 
 =====  ==================================================================================
  W1    ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17; BasicSR
-       imports ``rgb_to_grayscale`` from it. A meta-path finder serves an alias of
+       1.4.2 imports ``rgb_to_grayscale`` from it. A meta-path finder serves an alias of
        ``torchvision.transforms.functional`` under the old name, only if the real module is
        missing, and only when something imports it (no torch import at start-up).
  W2    ``--launcher pytorch`` calls ``torch.cuda.set_device`` unconditionally and defaults to
        nccl: on CPU use gloo (``dist_params.backend`` in the YAML overrides), pin the GPU
        from ``LOCAL_RANK`` (correct on multi-node).
  W3    ``python -m torch.distributed.launch`` passes ``--local-rank=N``, which BasicSR's
-       argument parser rejects; it is rewritten to ``--local_rank``.
+       argument parser rejects; it is rewritten to ``--local_rank`` (untouched otherwise).
  W4    ``load_resume_state`` maps every storage to CUDA and looks for auto-resume states
        relative to the working directory instead of the experiment folder: states load on
-       the model's device, found where BasicSR wrote them.
+       the model's device (the current GPU when there is one, as upstream), found where
+       BasicSR wrote them.
  W5    ``BaseModel.model_to_device`` passes a CUDA device id to DistributedDataParallel even
-       on CPU: no device ids on CPU.
- W6    Checkpoints and training states are written with a bare ``torch.save`` (a crash
-       while saving truncates the file): every save goes to a temporary file that is
-       ``os.replace``-d into place.
- W7    An installed BasicSR's ``basicsr/train.py`` writes ``experiments/`` next to its own
-       package, i.e. into site-packages: outputs go to the working directory instead.
- W8    BasicSR restarts the current epoch's data order on resume and does not save RNG
-       states: the classes in :mod:`mclir_basicsr.resume` replace its sampler and prefetchers.
- W9    An unreadable image makes BasicSR's datasets fail with ``'NoneType' object has no
-       attribute 'astype'``, and a LR/HR size mismatch names no file: every dataset built by
-       ``build_dataset`` re-raises loading errors as :class:`DataLoadError` naming its files.
+       on CPU: no device ids on CPU (upstream's method is called unchanged otherwise).
 =====  ==================================================================================
+
+Behaviour the add-on ADDS (W6 atomic saves, W7 outputs in the working directory, W8 exact
+resume, W9 data errors that name files; :mod:`mclir_basicsr.addon_runs`) applies only to add-on
+runs: the ``parse_options`` wrapper decides it for each option file it parses, from the file's
+``model_type`` (a model registered by ``mclir_basicsr``) or the opt-in ``MCLIR_BASICSR_ADDON=1``
+(``MCLIR_BASICSR_ADDON=0``: the fixes only, for every run, the add-on's models included).
+A Real-ESRGAN, GFPGAN or plain SRModel run in the same environment behaves as without the add-on.
+
+The guard: :func:`apply` patches only a BasicSR in :data:`TESTED_RANGE` (``MCLIR_BASICSR_COMPAT=force``
+overrides), and only where every attribute a workaround touches exists with the expected
+parameters. Each workaround is applied whole or not at all; what is skipped is named in one
+:class:`BasicSRCompatWarning`.
 
 This module imports only ``os`` and ``sys`` at import time: the start-up hook
 (:mod:`mclir_basicsr._autoload`) uses it in every Python process, before torch is loaded.
@@ -37,7 +40,20 @@ This module imports only ``os`` and ``sys`` at import time: the start-up hook
 import os
 import sys
 
+TESTED_RANGE = ((1, 4, 2), (1, 5))   # BasicSR >= 1.4.2, < 1.5 (PyPI 1.4.2 and the master branch)
+FORCE_ENV = 'MCLIR_BASICSR_COMPAT'   # 'force': apply on an untested BasicSR version too
+ADDON_ENV = 'MCLIR_BASICSR_ADDON'    # '1': add-on behaviour (W6-W9) for every model_type; '0': for none
+ON_VALUES = ('1', 'true', 'yes', 'on')
+OFF_VALUES = ('0', 'false', 'no', 'off')
+
+STATUS = {}  # workaround name -> 'applied' or 'skipped: <why>' (filled by apply)
 _APPLIED = False
+_WARNED = False
+
+
+class BasicSRCompatWarning(UserWarning):
+    """The installed BasicSR is not the one the workarounds were tested on; some were skipped."""
+
 
 # --------------------------------------------------------------------------- W1 (torchvision)
 _FT_NAME = 'torchvision.transforms.functional_tensor'
@@ -75,17 +91,16 @@ def install_torchvision_alias():
 
 
 # --------------------------------------------------------------------------- W2 (launcher)
-_DIST_PARAMS = {}  # dist_params of the option file being parsed (BasicSR ignores them for pytorch)
+def init_dist(launcher, backend=None, file_params=None, **kwargs):
+    """Drop-in for ``basicsr.utils.dist_util.init_dist`` that works on CPU (gloo) and GPU.
 
-
-def init_dist(launcher, backend=None, **kwargs):
-    """Drop-in for ``basicsr.utils.dist_util.init_dist`` that works on CPU (gloo) and GPU."""
+    ``file_params``: the option file's ``dist_params`` (BasicSR passes them only to slurm)."""
     import torch
     import torch.distributed as dist
     import torch.multiprocessing as mp
     from basicsr.utils import dist_util
 
-    params = dict(_DIST_PARAMS)
+    params = dict(file_params or {})
     params.update(kwargs)
     backend = backend or params.pop('backend', None) or ('nccl' if torch.cuda.is_available() else 'gloo')
     params.pop('backend', None)
@@ -114,42 +129,93 @@ def init_dist(launcher, backend=None, **kwargs):
         raise ValueError(f'Invalid launcher type: {launcher}')
 
 
-# --------------------------------------------------------------------------- W3 + parse hook
+# --------------------------------------------------------------------------- W3 + the parse hook
 def normalise_argv(argv):
     """``--local-rank=N`` / ``--local-rank N`` (torch.distributed.launch) -> ``--local_rank``."""
     return ['--local_rank' + a[len('--local-rank'):] if a.startswith('--local-rank') else a for a in argv]
 
 
-def _read_dist_params(argv):
-    """The ``dist_params`` of the ``-opt`` file, so W2 can honour them for the pytorch launcher."""
+def read_option_file(argv):
+    """The ``-opt`` file of a command line as a dict ({} when absent or unreadable: BasicSR's own
+    parser then reports it with its message)."""
     import yaml
     for flag in ('-opt', '--opt'):
         if flag in argv and argv.index(flag) + 1 < len(argv):
             try:
                 with open(argv[argv.index(flag) + 1]) as f:
-                    return dict((yaml.safe_load(f) or {}).get('dist_params') or {})
-            except (OSError, yaml.YAMLError, AttributeError):
-                return {}  # BasicSR's own parser reports a bad -opt with its message
+                    loaded = yaml.safe_load(f)
+                return loaded if isinstance(loaded, dict) else {}
+            except (OSError, yaml.YAMLError):
+                return {}
     return {}
 
 
+def opted_in():
+    """The user asked for the add-on behaviour in every run (``MCLIR_BASICSR_ADDON=1``)."""
+    return os.environ.get(ADDON_ENV, '').strip().lower() in ON_VALUES
+
+
+def is_addon_model(opt):
+    """True when the option file's ``model_type`` is a model registered by ``mclir_basicsr``."""
+    from basicsr.utils.registry import MODEL_REGISTRY
+    model_type = opt.get('model_type')
+    if not isinstance(model_type, str) or model_type not in MODEL_REGISTRY:
+        return False
+    return MODEL_REGISTRY.get(model_type).__module__.split('.')[0] == 'mclir_basicsr'
+
+
+def is_addon_run(opt):
+    """True for an option file of one of the add-on's models, or when the user opted in."""
+    return opted_in() or is_addon_model(opt)
+
+
+def _parse_with_file_dist_params(parse_options, root_path, is_train):
+    """Run BasicSR's parser with W2's init_dist seeing the option file's dist_params."""
+    import functools
+    options = sys.modules['basicsr.utils.options']
+    if STATUS.get('W2 CPU launcher') != 'applied':
+        return parse_options(root_path, is_train)
+    options.init_dist = functools.partial(init_dist, file_params=read_option_file(sys.argv).get('dist_params'))
+    try:
+        return parse_options(root_path, is_train)
+    finally:
+        options.init_dist = init_dist
+
+
+def check_addon_options(opt, is_train):
+    """Checks of an add-on model's options that fail before any dataset is built (one-line errors)."""
+    if opt.get('model_type') == 'ModelContrastiveModel' and is_train:
+        from mclir_basicsr.losses.vgg import find_weights
+        from mclir_basicsr.options import parse_mclir_options
+        spn = parse_mclir_options(opt).spn
+        if spn is not None and spn['feature'] != 'pixel' and not spn['download']:  # None: SPN off
+            find_weights(spn['feature'], spn['pretrained'])
+
+
+def switch_addon_behaviour(opt):
+    """Bind W6-W9 for an add-on run, restore BasicSR's own names for any other (per option file)."""
+    if STATUS.get(ADDON_RUNS) != 'applied':
+        return
+    from mclir_basicsr import addon_runs
+    addon_runs.use(is_addon_run(opt), opt.get('model_type'))
+
+
 def wrap_parse_options(parse_options):
-    """Wrap ``basicsr.utils.options.parse_options``: W3, dist_params for W2, early validation."""
+    """Wrap ``basicsr.utils.options.parse_options``: W3, dist_params for W2, W4 in a script's
+    ``__main__``, the add-on behaviour switched on or off for this option file, early checks."""
     if getattr(parse_options, '_mclir_wrapped', False):
         return parse_options
 
     def wrapped(root_path, is_train=True):
         sys.argv[:] = normalise_argv(sys.argv)
-        _DIST_PARAMS.clear()
-        _DIST_PARAMS.update(_read_dist_params(sys.argv))
-        opt, args = parse_options(root_path, is_train)
-        if opt.get('model_type') == 'ModelContrastiveModel' and is_train:
-            from mclir_basicsr.losses.vgg import find_weights
-            from mclir_basicsr.options import parse_mclir_options
-            spn = parse_mclir_options(opt).spn  # fail before any dataset is built
-            if spn['feature'] != 'pixel' and not spn['download']:
-                find_weights(spn['feature'], spn['pretrained'])
-        _rebind_main_script()
+        opt, args = _parse_with_file_dist_params(parse_options, root_path, is_train)
+        if STATUS.get('W4 resume states') == 'applied':
+            _rebind_main_script({'load_resume_state': load_resume_state})
+        switch_addon_behaviour(opt)
+        if is_addon_model(opt):
+            check_addon_options(opt, is_train)
+            from mclir_basicsr import preflight  # issue 15: data roots, meta_info_file, pretrained files
+            preflight.check_paths(opt)
         return opt, args
 
     wrapped._mclir_wrapped = True
@@ -177,6 +243,8 @@ def load_resume_state(opt):
         path = opt['path'].get('resume_state')
     if path is None:
         return None
+    from mclir_basicsr import preflight  # issue 15: the newest readable state, or a one-line error
+    path = preflight.readable_resume_state(opt, path)
     if opt['num_gpu'] != 0 and torch.cuda.is_available():
         device = torch.device('cuda', torch.cuda.current_device())
     else:
@@ -199,12 +267,13 @@ def wrap_model_to_device(model_to_device):
         return model_to_device(self, net)
 
     wrapped._mclir_wrapped = True
+    wrapped.__wrapped__ = model_to_device
     return wrapped
 
 
-# --------------------------------------------------------------------------- W6 (atomic saves)
+# --------------------------------------------------------------------------- W6 helper
 def atomic_torch_save(obj, f, *args, **kwargs):
-    """``torch.save`` that never leaves a truncated file at ``f``."""
+    """``torch.save`` that never leaves a truncated file at ``f`` (used by add-on models' saves)."""
     import torch
     if not isinstance(f, (str, os.PathLike)):
         return torch.save(obj, f, *args, **kwargs)
@@ -220,119 +289,7 @@ def atomic_torch_save(obj, f, *args, **kwargs):
             os.remove(tmp)
 
 
-class _TorchWithAtomicSave:
-    """Stands in for the ``torch`` module inside ``basicsr.models.base_model`` only."""
-
-    def __init__(self, torch):
-        self._torch = torch
-        self.save = atomic_torch_save
-
-    def __getattr__(self, name):
-        return getattr(self._torch, name)
-
-
-# --------------------------------------------------------------------------- W7 (output root)
-def _installed_basicsr_dir():
-    import sysconfig
-
-    import basicsr
-    pkg = os.path.realpath(os.path.dirname(basicsr.__file__))
-    roots = {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}
-    try:
-        import site
-        roots.update(site.getsitepackages())
-        roots.add(site.getusersitepackages())
-    except AttributeError:  # virtualenv's old site module
-        pass
-    roots = {os.path.realpath(r) for r in roots}
-    return pkg if os.path.dirname(pkg) in roots else None
-
-
-def _main_basicsr_script():
-    """'train' or 'test' when ``__main__`` is BasicSR's own train.py / test.py, else None."""
-    main = sys.modules.get('__main__')
-    main_file = getattr(main, '__file__', None)
-    if not main_file:
-        return None
-    import basicsr
-    pkg = os.path.realpath(os.path.dirname(basicsr.__file__))
-    name = os.path.basename(main_file)
-    if name in ('train.py', 'test.py') and os.path.realpath(os.path.dirname(main_file)) == pkg:
-        return name[:-3]
-    return None
-
-
-def redirect_installed_script_outputs():
-    """BasicSR's scripts use ``root = dirname(dirname(__main__.__file__))`` for experiments/,
-    results/ and tb_logger/. For an installed basicsr that is site-packages; point it at the
-    working directory. A BasicSR git clone keeps BasicSR's behaviour (outputs in the clone)."""
-    if _main_basicsr_script() and _installed_basicsr_dir() and os.environ.get('MCLIR_BASICSR_ROOT', '') != 'package':
-        main = sys.modules['__main__']
-        main.__file__ = os.path.join(os.getcwd(), 'basicsr', os.path.basename(main.__file__))
-
-
-# --------------------------------------------------------------------------- W9 (data errors)
-class DataLoadError(RuntimeError):
-    """A sample that cannot be loaded; the message names its files."""
-
-
-_GUARDED = {}
-
-
-def _sample_files(dataset, index):
-    paths = getattr(dataset, 'paths', None)
-    try:
-        entry = paths[index % len(paths)]
-    except (TypeError, IndexError, ZeroDivisionError, KeyError):
-        return ''
-    if isinstance(entry, dict):
-        return ', '.join(f'{k}: {v}' for k, v in entry.items() if isinstance(v, str))
-    return str(entry)
-
-
-def _guarded_class(cls):
-    if cls not in _GUARDED:
-        def __getitem__(self, index):
-            try:
-                return super(guarded, self).__getitem__(index)
-            except Exception as e:
-                reason = str(e)
-                if isinstance(e, AttributeError) and 'NoneType' in reason:
-                    reason = 'the image cannot be decoded (corrupt, truncated or not an image file)'
-                where = _sample_files(self, index)
-                raise DataLoadError(f'{type(self).__name__} sample {index} ({where or "files unknown"}): '
-                                    f'{reason}') from e
-
-        def __reduce__(self):  # picklable for spawned DataLoader workers
-            return _restore_guarded, (cls, self.__dict__)
-
-        guarded = type(cls.__name__, (cls,), {'__getitem__': __getitem__, '__reduce__': __reduce__,
-                                                '__module__': cls.__module__, '__qualname__': cls.__qualname__})
-        _GUARDED[cls] = guarded
-    return _GUARDED[cls]
-
-
-def _restore_guarded(cls, state):
-    obj = object.__new__(_guarded_class(cls))
-    obj.__dict__.update(state)
-    return obj
-
-
-def wrap_build_dataset(build_dataset):
-    if getattr(build_dataset, '_mclir_wrapped', False):
-        return build_dataset
-
-    def wrapped(dataset_opt):
-        dataset = build_dataset(dataset_opt)
-        if type(dataset) not in _GUARDED.values():
-            dataset.__class__ = _guarded_class(type(dataset))
-        return dataset
-
-    wrapped._mclir_wrapped = True
-    return wrapped
-
-
-# --------------------------------------------------------------------------- apply
+# --------------------------------------------------------------------------- script namespaces
 _NAMESPACES = ('basicsr.train', 'basicsr.test', 'basicsr.utils.options')
 
 
@@ -343,52 +300,211 @@ def _rebind(name, value, modules=_NAMESPACES):
             setattr(mod, name, value)
 
 
-def _rebind_main_script():
-    """BasicSR's train.py run as a script defines load_resume_state in ``__main__`` and binds
-    the sampler/prefetcher names there: rebind them once the script has run its imports."""
-    if _main_basicsr_script():
+def main_basicsr_script():
+    """'train' or 'test' when ``__main__`` is BasicSR's own train.py / test.py, else None."""
+    main = sys.modules.get('__main__')
+    main_file = getattr(main, '__file__', None)
+    basicsr = sys.modules.get('basicsr')
+    if not main_file or basicsr is None:
+        return None
+    pkg = os.path.realpath(os.path.dirname(basicsr.__file__))
+    name = os.path.basename(main_file)
+    if name in ('train.py', 'test.py') and os.path.realpath(os.path.dirname(main_file)) == pkg:
+        return name[:-3]
+    return None
+
+
+def _rebind_main_script(replacements):
+    """BasicSR's train.py run as a script holds its own names in ``__main__``: rebind those
+    that exist there (called once the script has run its imports)."""
+    if main_basicsr_script():
         main = sys.modules['__main__']
-        for name, value in _main_replacements().items():
+        for name, value in replacements.items():
             if hasattr(main, name):
                 setattr(main, name, value)
 
 
-def _main_replacements():
-    from mclir_basicsr import resume
-    return {
-        'load_resume_state': load_resume_state,
-        'EnlargedSampler': resume.ResumableSampler,
-        'CPUPrefetcher': resume.ResumableCPUPrefetcher,
-        'CUDAPrefetcher': resume.ResumableCUDAPrefetcher,
-    }
+# --------------------------------------------------------------------------- W7 (add-on runs only)
+ROOT_ENV = 'MCLIR_BASICSR_ROOT'  # 'package': keep an installed BasicSR script's outputs in site-packages
 
 
-def apply():
-    """Apply W2-W8 to an imported BasicSR. Idempotent."""
+def _installed_basicsr_dir():
+    import site
+    import sysconfig
+
+    import basicsr
+    pkg = os.path.realpath(os.path.dirname(basicsr.__file__))
+    roots = {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}
+    roots.update(getattr(site, 'getsitepackages', list)())
+    if hasattr(site, 'getusersitepackages'):
+        roots.add(site.getusersitepackages())
+    roots = {os.path.realpath(r) for r in roots}
+    return pkg if os.path.dirname(pkg) in roots else None
+
+
+def redirect_installed_script_outputs(addon):
+    """BasicSR's scripts use ``root = dirname(dirname(__main__.__file__))`` for experiments/,
+    results/ and tb_logger/. For an installed basicsr that is site-packages; for an add-on run,
+    point it at the working directory. A BasicSR git clone keeps BasicSR's behaviour."""
+    if addon and main_basicsr_script() and _installed_basicsr_dir() and os.environ.get(ROOT_ENV, '') != 'package':
+        main = sys.modules['__main__']
+        main.__file__ = os.path.join(os.getcwd(), 'basicsr', os.path.basename(main.__file__))
+
+
+# --------------------------------------------------------------------------- the guard
+FIXES = ('W2 CPU launcher', 'W3 --local-rank', 'W4 resume states', 'W5 DDP on CPU')
+ADDON_RUNS = 'W6-W9 add-on runs'
+
+# (module, attribute path, expected parameter names) of everything each workaround touches
+TARGETS = {
+    'W2 CPU launcher': [('basicsr.utils.dist_util', 'init_dist', ('launcher', 'backend', 'kwargs')),
+                        ('basicsr.utils.options', 'init_dist', ('launcher', 'backend', 'kwargs'))],
+    'W3 --local-rank': [('basicsr.utils.options', 'parse_options', ('root_path', 'is_train'))],
+    'W4 resume states': [('basicsr.train', 'load_resume_state', ('opt',)),
+                         ('basicsr.utils.options', 'parse_options', ('root_path', 'is_train')),
+                         ('basicsr.utils', 'check_resume', ('opt', 'resume_iter'))],
+    'W5 DDP on CPU': [('basicsr.models.base_model', 'BaseModel.model_to_device', ('self', 'net'))],
+    ADDON_RUNS: [
+        ('basicsr.utils.options', 'parse_options', ('root_path', 'is_train')),
+        ('basicsr.train', 'train_pipeline', ('root_path',)),
+        ('basicsr.test', 'test_pipeline', ('root_path',)),
+        ('basicsr.train', 'build_dataset', ('dataset_opt',)),
+        ('basicsr.test', 'build_dataset', ('dataset_opt',)),
+        ('basicsr.train', 'EnlargedSampler.__init__', ('self', 'dataset', 'num_replicas', 'rank', 'ratio')),
+        ('basicsr.train', 'CPUPrefetcher.__init__', ('self', 'loader')),
+        ('basicsr.train', 'CUDAPrefetcher.__init__', ('self', 'loader', 'opt')),
+        ('basicsr.models.base_model', 'BaseModel.save_network',
+         ('self', 'net', 'net_label', 'current_iter', 'param_key')),
+        ('basicsr.models.base_model', 'BaseModel.save_training_state', ('self', 'epoch', 'current_iter')),
+        ('basicsr.models.base_model', 'BaseModel.get_bare_model', ('self', 'net')),
+    ],
+}
+
+
+def parse_version(text):
+    """'1.4.2' / '1.4.2+abc' / '1.5.0rc1' -> (1, 4, 2) / (1, 4, 2) / (1, 5, 0); None if unreadable."""
+    parts = []
+    for piece in str(text).split('.')[:3]:
+        digits = ''
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) if parts else None
+
+
+def version_in_range(version, tested=TESTED_RANGE):
+    low, high = tested
+    return version is not None and low <= version < high
+
+
+def _resolve(module_name, path):
+    obj = sys.modules.get(module_name)
+    if obj is None:
+        raise LookupError(f'{module_name} is not imported')
+    for name in path.split('.'):
+        if not hasattr(obj, name):
+            raise LookupError(f'{module_name}.{path} does not exist')
+        obj = getattr(obj, name)
+    return obj
+
+
+def check_targets(targets):
+    """None if every target exists with the expected parameters, else the first problem."""
+    import inspect
+    for module_name, path, params in targets:
+        try:
+            found = tuple(inspect.signature(_resolve(module_name, path)).parameters)
+        except LookupError as e:
+            return str(e)
+        except (TypeError, ValueError):
+            return f'{module_name}.{path} has no readable signature'
+        if found != params:
+            return f'{module_name}.{path}{found} is not {path}{params}'
+    return None
+
+
+def plan(version):
+    """{workaround: None (apply) or the reason to skip it} for the imported BasicSR."""
+    untested = not version_in_range(parse_version(version))
+    forced = os.environ.get(FORCE_ENV, '').strip().lower() == 'force'
+    decisions = {}
+    for name in FIXES + (ADDON_RUNS,):
+        if untested and not forced:
+            decisions[name] = (f'BasicSR {version} is outside the tested range '
+                               f'>={".".join(map(str, TESTED_RANGE[0]))},<{".".join(map(str, TESTED_RANGE[1]))}')
+        else:
+            decisions[name] = check_targets(TARGETS[name])
+    return decisions
+
+
+# --------------------------------------------------------------------------- apply
+def _apply_w2():
+    from basicsr.utils import dist_util, options
+    dist_util.init_dist = init_dist
+    options.init_dist = init_dist
+
+
+def _apply_w3():
+    from basicsr.utils import options
+    options.parse_options = wrap_parse_options(options.parse_options)
+    _rebind('parse_options', options.parse_options)
+
+
+def _apply_w4():
+    _rebind('load_resume_state', load_resume_state, ('basicsr.train',))
+
+
+def _apply_w5():
+    from basicsr.models.base_model import BaseModel
+    BaseModel.model_to_device = wrap_model_to_device(BaseModel.model_to_device)
+
+
+def _apply_addon_runs():
+    """W6/W8/W9 are bound per option file by the parse wrapper; W7 must be decided now."""
+    if main_basicsr_script():
+        redirect_installed_script_outputs(is_addon_run(read_option_file(sys.argv)))
+
+
+_APPLY = {'W2 CPU launcher': _apply_w2, 'W3 --local-rank': _apply_w3, 'W4 resume states': _apply_w4,
+          'W5 DDP on CPU': _apply_w5, ADDON_RUNS: _apply_addon_runs}
+
+
+def _warn_skipped(version, skipped):
+    global _WARNED
+    if _WARNED:
+        return
+    _WARNED = True
+    import warnings
+    lines = '; '.join(f'{name} ({why})' for name, why in skipped.items())
+    warnings.warn(f'mclir_basicsr: BasicSR {version}: skipped {lines}. Set {FORCE_ENV}=force to apply them on '
+                  'an untested version.', BasicSRCompatWarning, stacklevel=3)
+
+
+def apply(addon_runs=True):
+    """Apply W2-W5, and the add-on-run switch (W6-W9) unless ``addon_runs`` is False or
+    ``MCLIR_BASICSR_ADDON=0``, to an imported BasicSR. Each workaround whole or not at all (see
+    :func:`plan`); warns once per process. Idempotent."""
     global _APPLIED
     if _APPLIED:
         return
     _APPLIED = True
-    import basicsr.data
-    import torch
-    from basicsr.data import data_sampler, prefetch_dataloader
-    from basicsr.models import base_model
-    from basicsr.utils import dist_util, options
-
-    from mclir_basicsr import resume
-
-    for module in (dist_util, options):
-        module.init_dist = init_dist
-    options.parse_options = wrap_parse_options(options.parse_options)
-    _rebind('parse_options', options.parse_options)
-    base_model.BaseModel.model_to_device = wrap_model_to_device(base_model.BaseModel.model_to_device)
-    if getattr(base_model, 'torch', None) is torch:
-        base_model.torch = _TorchWithAtomicSave(torch)
-    basicsr.data.build_dataset = wrap_build_dataset(basicsr.data.build_dataset)
-    _rebind('build_dataset', basicsr.data.build_dataset)
-    data_sampler.EnlargedSampler = resume.ResumableSampler
-    prefetch_dataloader.CPUPrefetcher = resume.ResumableCPUPrefetcher
-    prefetch_dataloader.CUDAPrefetcher = resume.ResumableCUDAPrefetcher
-    for name, value in _main_replacements().items():
-        _rebind(name, value, ('basicsr.train', 'basicsr.data', 'basicsr.data.prefetch_dataloader'))
-    redirect_installed_script_outputs()
+    import basicsr
+    import basicsr.test  # noqa: F401  (imported by basicsr/__init__; named for the guard)
+    import basicsr.train  # noqa: F401
+    version = getattr(basicsr, '__version__', 'unknown')
+    decisions = plan(version)
+    if not addon_runs or os.environ.get(ADDON_ENV, '').strip().lower() in OFF_VALUES:
+        decisions[ADDON_RUNS] = 'not requested'
+    for name, why in decisions.items():
+        if STATUS.get(name) == 'applied':  # already (a second apply() checks the patched BasicSR)
+            continue
+        if why is None:
+            _APPLY[name]()
+        STATUS[name] = 'applied' if why is None else f'skipped: {why}'
+    skipped = {n: why for n, why in decisions.items() if STATUS[n].startswith('skipped') and why != 'not requested'}
+    if skipped:
+        _warn_skipped(version, skipped)

@@ -1,5 +1,6 @@
 """Test helpers: a tiny paired dataset from scikit-image's photos, VGG weight files, option files."""
 import os
+import socket
 import subprocess
 import sys
 
@@ -121,6 +122,13 @@ def run(cmd, cwd, env=None, timeout=600, check=True):
     if check:
         assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}'
     return proc
+
+
+def free_port():
+    """A TCP port that is free now (the OS picks it): no collisions between runs sharing a machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 PY = sys.executable
