@@ -8,7 +8,11 @@ some photos, validation images from other, held-out photos; LR = MATLAB-style bi
 for the same iterations (two BasicSR runs in parallel, one CPU thread each), tests both final
 networks and writes, under ``--out``: table.csv / table.md (PSNR/SSIM per validation image, mean,
 delta, seconds per iteration), psnr_curve.png, crops.png, checkpoints/, the option files and
-BasicSR's experiments/ and results/. The SPN defaults (pixel features, lambda 0.1, subtract,
+BasicSR's experiments/ and results/. The baseline is ModelContrastiveModel without SPN (SRModel's
+training), as ``mclir-compare --spn on`` builds it. With ``--equal-time`` (the default) it also trains,
+per seed, a baseline given as many iterations as fit in the SPN run's measured training time
+(learning-rate schedule stretched to them) and reports the delta at equal time next to the delta at
+equal iterations; ``--no-equal-time`` skips that run. The SPN defaults (pixel features, lambda 0.1, subtract,
 K = 2 negatives refreshed every 50 / 200 iterations, decay 0.1) are the best of the settings
 measured by ``scripts/sweep_demo.py`` (1000 iterations, paired seeds): +0.03 +- 0.03 dB over 6
 seeds at 1.55x the time per iteration; see the README for the table. No pretrained VGG file is
@@ -20,7 +24,8 @@ import sys
 import time
 from collections import OrderedDict
 
-from mclir_basicsr import compare as cmp
+from mclir_basicsr.compare.options import add_spn, save_options, spn_description
+from mclir_basicsr.compare.pipeline import compare
 
 SCALE = 2
 # Training photos and the held-out validation photos (scikit-image ships all of them; no download).
@@ -34,8 +39,10 @@ DEMO_NETWORK = OrderedDict([('type', 'EDSR'), ('num_in_ch', 3), ('num_out_ch', 3
                             ('upscale', SCALE), ('res_scale', 1), ('img_range', 255.),
                             ('rgb_mean', [0.4488, 0.4371, 0.4040])])
 # Measured by scripts/sweep_demo.py (README, "Demo"): pixel space, lambda 0.1, subtract, K = 2 [50, 200].
-DEMO_SPN = cmp.DEFAULT_SPN
-DEMO_NEGATIVES = cmp.DEFAULT_NEGATIVES
+# Also what `mclir-compare OPT.yml --spn on` adds unless told otherwise.
+DEMO_SPN = OrderedDict([('type', 'SPNLoss'), ('loss_weight', 0.1), ('feature', 'pixel'), ('criterion', 'l1'),
+                        ('mode', 'subtract')])
+DEMO_NEGATIVES = OrderedDict([('update_every', [50, 200]), ('decay', [0.1, 0.1]), ('init_decay', 0.1)])
 # What scripts/sweep_demo.py measured for exactly the default demo (printed with it, for context).
 SWEEP_REFERENCE = (
     'Reference (scripts/sweep_demo.py, same settings, 1000 iterations): these SPN settings were picked among 5 on '
@@ -108,7 +115,8 @@ def build_dataset(root, scale=SCALE, tile=96, val_size=(256, 384), train_photos=
 # --------------------------------------------------------------------------- options
 def baseline_options(data_root, iters=DEMO_ITERS, val_freq=DEMO_VAL_FREQ, network=None, gt_size=48, batch=8,
                      lr=1e-3, seed=0, name='demo'):
-    """BasicSR options of the L1 baseline: SRModel, Adam with cosine decay, Y-channel PSNR/SSIM."""
+    """BasicSR options of the L1 baseline: ModelContrastiveModel without SPN (SRModel's training, with the
+    add-on's amp and exact resume, as the SPN run), Adam with cosine decay, Y-channel PSNR/SSIM."""
     ds = OrderedDict([('type', 'PairedImageDataset'), ('io_backend', {'type': 'disk'}), ('filename_tmpl', '{}')])
     train_set = OrderedDict(ds, name='skimage_train', dataroot_gt=os.path.join(data_root, 'train', 'gt'),
                             dataroot_lq=os.path.join(data_root, 'train', 'lq'), gt_size=gt_size, use_hflip=True,
@@ -118,7 +126,8 @@ def baseline_options(data_root, iters=DEMO_ITERS, val_freq=DEMO_VAL_FREQ, networ
                           dataroot_lq=os.path.join(data_root, 'val', 'lq'))
     metric = OrderedDict(crop_border=SCALE, test_y_channel=True)
     return OrderedDict([
-        ('name', name), ('model_type', 'SRModel'), ('scale', SCALE), ('num_gpu', 0), ('manual_seed', seed),
+        ('name', name), ('model_type', 'ModelContrastiveModel'), ('scale', SCALE), ('num_gpu', 0),
+        ('manual_seed', seed),
         ('datasets', OrderedDict(train=train_set, val=val_set)),
         ('network_g', OrderedDict(network or DEMO_NETWORK)),
         ('path', OrderedDict(pretrain_network_g=None, strict_load_g=True, resume_state=None)),
@@ -150,7 +159,7 @@ def prepare(data_root, iters, val_freq, quick=False, name='demo'):
 
 def spn_options(baseline, spn=None, negatives=None):
     """The baseline plus SPN: ModelContrastiveModel, train.spn_opt, train.negatives."""
-    return cmp.add_spn(baseline, spn or DEMO_SPN, negatives or DEMO_NEGATIVES)
+    return add_spn(baseline, spn or DEMO_SPN, negatives or DEMO_NEGATIVES)
 
 
 def vgg_file(feature):
@@ -205,6 +214,9 @@ def build_parser():
                    help=f'refresh period of each negative; K = their number (default {DEMO_NEGATIVES["update_every"]})')
     p.add_argument('--decay', type=float, default=DEMO_NEGATIVES['decay'][0],
                    help='decay of every negative at its refresh (default %(default)s)')
+    p.add_argument('--equal-time', action=argparse.BooleanOptionalAction, default=True,
+                   help='also train, per seed, a baseline with as many iterations as fit in the SPN run\'s training '
+                        'time and report the delta at equal time too (default on: one more run per seed)')
     p.add_argument('--jobs', type=int, default=2, help='runs at a time (default 2)')
     p.add_argument('--threads', type=int, help='CPU threads per run (default: CPU count / jobs)')
     p.add_argument('--quick', action='store_true',
@@ -249,15 +261,16 @@ def run(argv=None):
     spn['name'] = 'demo_spn'
     if args.data_only:
         for opt in (base, spn):
-            path = cmp.save_options(os.path.join(out, 'options', f'{opt["name"]}.yml'), opt)
+            path = save_options(os.path.join(out, 'options', f'{opt["name"]}.yml'), opt)
             print(f'wrote {path}')
         return {'options': [os.path.join(out, 'options', f'{o["name"]}.yml') for o in (base, spn)]}
     net = base['network_g']
     print(f'network: EDSR x{SCALE}, {net["num_feat"]} features, {net["num_block"]} blocks; {args.iters} iterations, '
           f'batch {base["datasets"]["train"]["batch_size_per_gpu"]}, seed(s) {args.seeds}; '
-          f'SPN: {cmp.spn_description(spn)}', flush=True)
-    summary = cmp.compare(base, spn, out, seeds=args.seeds, jobs=args.jobs, threads=args.threads, prefix='demo',
-                          title=f'MCLIR demo: EDSR x{SCALE}, L1 vs L1 + SPN ({feature})', verbose=args.verbose)
+          f'SPN: {spn_description(spn)}', flush=True)
+    summary = compare(base, spn, out, seeds=args.seeds, jobs=args.jobs, threads=args.threads, prefix='demo',
+                      title=f'MCLIR demo: EDSR x{SCALE}, L1 vs L1 + SPN ({feature})', verbose=args.verbose,
+                      equal_time=args.equal_time)
     with open(summary['files']['table_md'], encoding='utf-8') as f:
         print('\n' + f.read())
     elapsed = time.time() - t0
@@ -268,7 +281,8 @@ def run(argv=None):
         print(SWEEP_REFERENCE)
     print(feature_note)
     print(f'Demo finished in {elapsed / 60:.1f} min ({elapsed:.0f} s). Files in {out}: table.csv, table.md, runs.csv, '
-          'psnr_curve.png, crops.png, checkpoints/ (baseline_seed*.pth, spn_seed*.pth), summary.json')
+          'psnr_curve.png, crops.png, checkpoints/ (baseline_seed*.pth, spn_seed*.pth'
+          + (', baseline_eqtime_seed*.pth' if args.equal_time else '') + '), summary.json')
     summary['demo_wall_s'] = elapsed
     summary['feature_note'] = feature_note
     return summary

@@ -18,8 +18,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mclir_basicsr import compare as cmp  # noqa: E402
 from mclir_basicsr import demo  # noqa: E402
+from mclir_basicsr.compare.evaluation import collect, image_metrics, load_val_images  # noqa: E402
+from mclir_basicsr.compare.options import load_options, metric_settings, rewrite_options, save_options  # noqa: E402
+from mclir_basicsr.compare.runner import plan_run, run_all  # noqa: E402
 
 NUDGE = 1e-6
 
@@ -39,7 +41,7 @@ ARM_HELP = {'fp32': 'the demo SPN run', 'control': f'fp32, negatives.init_decay 
 
 
 def arm_options(fp32, extra, path):
-    opt = cmp.load_options(cmp.save_options(path, fp32))  # a deep copy through YAML
+    opt = load_options(save_options(path, fp32))  # a deep copy through YAML
     for section, values in extra.items():
         opt['train'][section].update(values)
     return opt
@@ -84,19 +86,15 @@ def main(argv=None):
     for seed in args.seeds:
         for label, src in options.items():
             name = f'precision_{label}_seed{seed}'
-            opt = cmp.rewrite_options(src, name, seed, out, args.iters, demo.DEMO_VAL_FREQ)
-            ckpt = os.path.join(out, 'experiments', name, 'models', 'net_g_latest.pth')
-            runs.append(cmp.Run(label, seed, name, cmp.save_options(os.path.join(out, 'options', f'{name}.yml'), opt),
-                                cmp.save_options(os.path.join(out, 'options', f'{name}_test.yml'),
-                                                 cmp.test_options(opt, f'{name}_test', ckpt)),
-                                args.iters, demo.DEMO_VAL_FREQ))
-    cmp.run_all(runs, out, jobs=args.jobs)
-    images = cmp.load_val_images(fp32)
-    psnr_kw, ssim_kw = cmp.metric_settings(fp32)
+            opt = rewrite_options(src, name, seed, out, args.iters, demo.DEMO_VAL_FREQ)
+            runs.append(plan_run(out, label, seed, name, opt))
+    run_all(runs, out, jobs=args.jobs)
+    images = load_val_images(fp32)
+    psnr_kw, ssim_kw = metric_settings(fp32)
     by = {}
     for run in runs:
-        run.result = cmp.collect(run, out)
-        rows = cmp.image_metrics(run, out, images, psnr_kw, ssim_kw)
+        run.result = collect(run, out)
+        rows = image_metrics(run, out, images, psnr_kw, ssim_kw)
         by[run.label, run.seed] = (sum(r['psnr'] for r in rows) / len(rows), run.result['s_per_iter'])
     text = table(by, args.seeds, args.iters, len(images))
     with open(os.path.join(out, 'precision.md'), 'w', encoding='utf-8') as f:

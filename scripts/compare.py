@@ -1,7 +1,7 @@
-"""Compare a baseline and an SPN run (same seeds, same budget): see mclir_basicsr/compare.py.
+"""Compare a baseline and an SPN run (same seeds, same budget): see mclir_basicsr/compare/.
 
     python scripts/compare.py BASELINE.yml SPN.yml [--out DIR] [--seeds 0 1 2] [--iters N]
-    python scripts/compare.py OPT.yml --spn on|off [...]
+    python scripts/compare.py OPT.yml --spn on|off [...] [--equal-time | --budget-seconds S]
 """
 import os
 import sys

@@ -31,8 +31,10 @@ from collections import OrderedDict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mclir_basicsr import compare as cmp  # noqa: E402
 from mclir_basicsr import demo  # noqa: E402
+from mclir_basicsr.compare.evaluation import collect  # noqa: E402
+from mclir_basicsr.compare.options import rewrite_options, save_options  # noqa: E402
+from mclir_basicsr.compare.runner import Run, run_all  # noqa: E402
 
 
 def spn(weight, mode='subtract', update_every=(50, 200), decay=0.1, feature='pixel', **extra):
@@ -85,12 +87,11 @@ def main(argv=None):
     for seed in args.seeds:  # seed-major: an interrupted sweep still has complete pairs
         for label, opt in options.items():
             name = f'sweep_{label}_seed{seed}'
-            path = cmp.save_options(os.path.join(out, 'options', f'{name}.yml'),
-                                    cmp.rewrite_options(opt, name, seed, out))
-            runs.append(cmp.Run(label, seed, name, path, '', args.iters, val_freq))
+            path = save_options(os.path.join(out, 'options', f'{name}.yml'), rewrite_options(opt, name, seed, out))
+            runs.append(Run(label, seed, name, path, '', args.iters, val_freq))
     print(f'sweep: {len(runs)} runs ({len(options)} settings x {len(args.seeds)} seeds), {args.iters} iterations '
           f'each, {args.jobs} at a time', flush=True)
-    cmp.run_all(runs, out, jobs=args.jobs, threads=args.threads, verbose=args.verbose, test=False,
+    run_all(runs, out, jobs=args.jobs, threads=args.threads, verbose=args.verbose, test=False,
                 progress_interval=60)
     wall = time.time() - t0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -98,7 +99,7 @@ def main(argv=None):
 
     res = {}
     for r in runs:
-        r.result = cmp.collect(r, out)
+        r.result = collect(r, out)
         res[r.label, r.seed] = r.result
     rows = []
     for label in options:

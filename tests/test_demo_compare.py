@@ -24,7 +24,7 @@ def check_png(path, min_size=100):
     assert img.shape[0] >= min_size and img.shape[1] >= min_size and img.std() > 0, img.shape
 
 
-def check_outputs(out, n_images, seeds):
+def check_outputs(out, n_images, seeds, labels=cmp.RUN_LABELS):
     table = read_csv(out / 'table.csv')
     assert len(table) == n_images + 1 and table[-1]['image'] == 'mean'
     assert len({r['image'] for r in table}) == n_images + 1
@@ -40,13 +40,13 @@ def check_outputs(out, n_images, seeds):
     for row in table[:-1]:
         assert f'| {row["image"]} |' in md
     runs = read_csv(out / 'runs.csv')
-    assert sorted((int(r['seed']), r['run']) for r in runs) == sorted((s, k) for s in seeds for k in cmp.RUN_LABELS)
+    assert sorted((int(r['seed']), r['run']) for r in runs) == sorted((s, k) for s in seeds for k in labels)
     for r in runs:
         assert float(r['s_per_iter']) > 0 and math.isfinite(float(r['psnr']))
     check_png(out / 'psnr_curve.png')
     check_png(out / 'crops.png')
     for seed in seeds:
-        for label in cmp.RUN_LABELS:
+        for label in labels:
             ckpt = out / 'checkpoints' / f'{label}_seed{seed}.pth'
             state = torch.load(ckpt, map_location='cpu', weights_only=True)
             assert 'params' in state and state['params']
@@ -63,12 +63,17 @@ def test_demo_end_to_end(tmp_path):
     assert 'SPN feature space: pixel' in proc.stdout
     assert 'Demo finished in' in proc.stdout and '| **mean** |' in proc.stdout
     assert 'iter 4/4' in proc.stdout  # progress lines from the BasicSR logs
-    table, summary = check_outputs(out, n_images=2, seeds=[0])
+    # equal time is on by default: a third run per seed, the baseline given the SPN run's training time
+    table, summary = check_outputs(out, n_images=2, seeds=[0], labels=cmp.RUN_LABELS + (cmp.EQTIME,))
     assert {r['image'] for r in table[:-1]} == {'astronaut', 'chelsea'}
+    assert 'Δ PSNR at equal time' in proc.stdout and 'equal time, seed 0: SPN trained 4 iterations' in proc.stdout
     # the final validation of the training log is the mean of the per-image table (same metric settings)
     for run_ in summary['runs']:
         assert abs(run_['final_val']['psnr'] - run_['psnr']) < 2e-4, run_
-        assert [it for it, _ in run_['curve']] == [1, 2, 3, 4]
+        if run_['label'] != cmp.EQTIME:
+            assert [it for it, _ in run_['curve']] == [1, 2, 3, 4]
+        else:
+            assert run_['curve'][-1][0] == run_['iterations'] >= 4
 
 
 def test_compare_two_files_several_seeds(tmp_path):
@@ -102,7 +107,9 @@ def test_compare_one_file_spn_off_scale1(tmp_path):
     run([PY, '-m', 'mclir_basicsr.compare', 'spn.yml', '--spn', 'off', '--out', str(out)], cwd=str(tmp_path))
     check_outputs(out, n_images=2, seeds=[0])
     base = cmp.load_options(out / 'options' / 'denoise_baseline_seed0.yml')
-    assert base['model_type'] == 'SRModel' and 'spn_opt' not in base['train'] and 'negatives' not in base['train']
+    # SPN off: ModelContrastiveModel without the SPN keys (SRModel's training, the add-on's amp and resume)
+    assert base['model_type'] == 'ModelContrastiveModel' and not cmp.has_spn(base)
+    assert 'spn_opt' not in base['train'] and 'negatives' not in base['train']
     check_png(out / 'crops.png')
 
 
@@ -124,17 +131,22 @@ def test_compare_cli_errors(tmp_path, monkeypatch, capsys):
 
 
 def test_spn_toggle_and_rewrite(tmp_path):
-    base = train_options('b', 'rel/data', total_iter=7)
+    from mclir_basicsr import demo
+    base = train_options('b', 'rel/data', total_iter=7, extra_train={'amp': 'bfloat16'})
     base['path']['resume_state'] = 'somewhere.state'
-    spn = cmp.add_spn(base)
+    spn = cmp.add_spn(base, demo.DEMO_SPN, demo.DEMO_NEGATIVES)
     assert cmp.has_spn(spn) and not cmp.has_spn(base)
-    assert spn['train']['spn_opt'] == dict(cmp.DEFAULT_SPN) and spn['model_type'] == 'ModelContrastiveModel'
+    assert spn['train']['spn_opt'] == dict(demo.DEMO_SPN) and spn['model_type'] == 'ModelContrastiveModel'
+    # SPN off is ModelContrastiveModel without the SPN keys; train.amp (and all else) kept
     back = cmp.strip_spn(spn)
-    assert back == base
+    assert back == dict(base, model_type='ModelContrastiveModel') and back['train']['amp'] == 'bfloat16'
+    assert not cmp.has_spn(back)
+    assert cmp.add_spn(base, {'type': 'SPNLoss'})['train'].get('negatives') is None  # the schema's defaults
     official = train_options('o', 'd', extra_train={'neg_iter': [10], 'perceptual_opt': {'type': 'PerceptualLoss'}})
     assert cmp.has_spn(official) and 'perceptual_opt' not in cmp.strip_spn(official)['train']
-    with pytest.raises(cmp.CompareError):
-        cmp.add_spn(dict(base, model_type='RealESRGANModel'))
+    for toggle in (lambda o: cmp.add_spn(o, demo.DEMO_SPN), cmp.strip_spn):
+        with pytest.raises(cmp.CompareError, match="model_type 'RealESRGANModel' cannot be switched"):
+            toggle(dict(base, model_type='RealESRGANModel'))
     opt = cmp.rewrite_options(spn, 'new', 5, str(tmp_path), iters=11, val_freq=3)
     assert (opt['name'], opt['manual_seed'], opt['train']['total_iter'], opt['val']['val_freq']) == ('new', 5, 11, 3)
     assert opt['datasets']['val']['dataroot_lq'] == str(tmp_path / 'rel' / 'data' / 'lq')
@@ -187,7 +199,7 @@ def test_demo_data_only_matches_shipped_options(tmp_path):
     assert shipped_base['network_g'] == dict(demo.DEMO_NETWORK) and not cmp.has_spn(shipped_base)
     assert shipped_spn['train']['spn_opt'] == dict(demo.DEMO_SPN)
     assert shipped_spn['train']['negatives'] == dict(demo.DEMO_NEGATIVES)
-    assert cmp.strip_spn(shipped_spn)['train'] == shipped_base['train']
+    assert cmp.strip_spn(shipped_spn) == dict(shipped_base, name=shipped_spn['name'])  # the baseline is SPN off
     full = demo.baseline_options('demo_output/data')
     assert shipped_base['train'] == full['train'] and shipped_base['datasets'] == full['datasets']
     written = cmp.load_options(spn_file)
