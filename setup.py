@@ -5,6 +5,10 @@ site-packages. Python runs its single line at start-up; the line installs a lazy
 (standard library only, no torch) that registers the add-on the moment BasicSR is imported, so
 BasicSR's own ``basicsr/train.py`` and ``basicsr/test.py`` know ``ModelContrastiveModel``.
 Set ``MCLIR_BASICSR_AUTOLOAD=0`` to switch it off. ``pip uninstall`` removes the file.
+
+Every install path writes it (tested in ``tests/test_packaging.py``): wheels and sdists (``build_py``),
+``pip install -e .`` (PEP 660, ``editable_wheel``), and ``setup.py develop`` / pip's legacy editable
+install (``develop``). pyproject.toml makes pip use PEP 517/660 even where ``wheel`` is installed.
 """
 import os
 
@@ -14,40 +18,39 @@ from setuptools.command.develop import develop
 from setuptools.command.editable_wheel import editable_wheel
 
 PTH_NAME = 'mclir_basicsr_autoload.pth'
+# The start-up line. Its switch (variable and values) is mclir_basicsr._autoload's ENV_SWITCH / OFF_VALUES;
+# tests/test_packaging.py checks they agree.
+PTH_LINE = ("import os; os.environ.get('MCLIR_BASICSR_AUTOLOAD', '1').strip().lower() in "
+            "('0', 'false', 'no', 'off') or __import__('mclir_basicsr')\n")
 
 
-def pth_line():
-    """Read from the package without importing it (setup.py runs before it is installed)."""
-    ns = {}
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mclir_basicsr', '_autoload.py')
-    with open(src, encoding='utf-8') as f:
-        code = f.read()
-    for line in code.splitlines():
-        if line.startswith(('ENV_SWITCH =', 'OFF_VALUES =')):
-            exec(line, ns)
-    return (f"import os; os.environ.get('{ns['ENV_SWITCH']}', '1').strip().lower() in {ns['OFF_VALUES']!r} "
-            "or __import__('mclir_basicsr')\n")
+def write_pth(folder):
+    path = os.path.join(folder, PTH_NAME)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(PTH_LINE)
+    return path
 
 
 class BuildPyWithPth(build_py):
-    """Ship the .pth file at the top of the wheel (regular ``pip install .``)."""
+    """Wheels (``pip install .``, and wheels built from the sdist): the .pth at the top of the wheel."""
 
     def run(self):
         super().run()
-        with open(os.path.join(self.build_lib, PTH_NAME), 'w') as f:
-            f.write(pth_line())
+        write_pth(self.build_lib)
 
     def get_outputs(self, include_bytecode=True):
         return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH_NAME)]
 
 
 class DevelopWithPth(develop):
-    """Legacy ``setup.py develop``; modern ``pip install -e .`` goes through build_py too."""
+    """``setup.py develop`` and pip's legacy editable path. setuptools < 80 installs into
+    ``install_dir`` itself, so the .pth goes there too; setuptools >= 80 runs ``pip install -e``
+    (PEP 660, :class:`EditableWheelWithPth`) and leaves ``install_dir`` unset unless given."""
 
     def run(self):
         super().run()
-        with open(os.path.join(self.install_dir, PTH_NAME), 'w') as f:
-            f.write(pth_line())
+        if self.install_dir:
+            write_pth(self.install_dir)
 
 
 class EditableWheelWithPth(editable_wheel):
@@ -66,7 +69,7 @@ class EditableWheelWithPth(editable_wheel):
 
             def __call__(self, wheel, files, mapping):
                 strategy(wheel, files, mapping)
-                wheel.writestr(PTH_NAME, pth_line())
+                wheel.writestr(PTH_NAME, PTH_LINE)
 
         return WithPth()
 
@@ -86,8 +89,8 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['mclir_basicsr', 'mclir_basicsr.*']),
     install_requires=[
-        'basicsr>=1.4.2',
-        'torch>=2.0',
+        'basicsr>=1.4.2',  # tested: 1.4.2 (PyPI, master); newer ones are met by the guard in compat.py
+        'torch>=2.1',      # torch._foreach_copy_, torch.load(mmap=True)
         'torchvision',
         'opencv-python',
         'lmdb',
