@@ -10,6 +10,11 @@ import mclir_basicsr  # noqa: E402,F401  registers the add-on (basicsr imported 
 from helpers import make_paired_dataset, write_vgg_weights  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'device: device-dependent code paths (CUDA when available; '
+                                       'CUDA-only tests skip on CPU with the reason); scripts/gpu_check.py runs them')
+
+
 @pytest.fixture(scope='session')
 def data_x2(tmp_path_factory):
     return make_paired_dataset(str(tmp_path_factory.mktemp('data') / 'x2'), 2)
