@@ -2,14 +2,19 @@
 
 BasicSR saves ``(epoch, iter)`` and, on resume, starts the saved epoch's data order from its
 beginning, replaying batches the run already trained on; it does not save RNG states either.
-The pieces here, installed into BasicSR by :mod:`mclir_basicsr.compat` (W8), fix that:
+The pieces here fix that, for add-on runs (:mod:`mclir_basicsr.addon_runs` puts the sampler and
+prefetchers in the training pipeline's namespace, W8):
 
-* :class:`ResumableCPUPrefetcher` / :class:`ResumableCUDAPrefetcher` count the batches handed
-  out in the current epoch (:data:`PROGRESS`), which ModelContrastiveModel saves in its
-  training state together with every rank's RNG states;
-* on resume the model stores them in :data:`PENDING`; the prefetcher's first ``reset`` then has
-  :class:`ResumableSampler` skip the consumed samples (instantly, nothing is loaded) and
-  restores the RNG states right after the data iterator is created, before any batch is drawn.
+* :class:`EpochProgress` (one per training process, :data:`PROGRESS`): BasicSR builds the
+  prefetcher and the model separately, so this is where they meet. The prefetchers count the
+  batches handed out in the current epoch into it; on resume the model leaves a request in it
+  (epoch, batches already used, this rank's RNG states);
+* :class:`ResumableCPUPrefetcher` / :class:`ResumableCUDAPrefetcher`: on their first ``reset`` after
+  a resume, :class:`ResumableSampler` skips the consumed samples (instantly, nothing is loaded) and
+  the RNG states are restored right after the data iterator is created, before any batch is drawn;
+* :class:`ExactResumeMixin`: the model side. Its training state holds, besides BasicSR's optimiser
+  and scheduler states, every rank's RNG states, the position in the epoch and whatever the model
+  adds (:meth:`ExactResumeMixin.extra_training_state`); its validation leaves the RNG untouched.
 
 Bitwise exact on CPU with ``num_worker_per_gpu: 0`` (tested). With worker processes the data
 order is exact, but the random crops/flips of the rest of the resumed epoch differ: BasicSR
@@ -22,9 +27,10 @@ import numpy as np
 import torch
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info, master_only
 
-PROGRESS = {'epoch': None, 'batches': 0}   # written by the prefetcher, read at save time
-PENDING = {}                                # {'epoch', 'batches', 'rng'}: set at resume, used once
+from mclir_basicsr.compat import atomic_torch_save
 
 
 def rng_state():
@@ -42,10 +48,32 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
-def set_pending(epoch, batches, rng):
-    """Called by the model on resume: skip `batches` of `epoch`, then restore `rng` (may be None)."""
-    PENDING.clear()
-    PENDING.update(epoch=epoch, batches=batches, rng=rng)
+class EpochProgress:
+    """Batches drawn in the current epoch, and a pending resume request (used once)."""
+
+    def __init__(self):
+        self.epoch, self.batches, self.pending = None, 0, None
+
+    def request(self, epoch, batches, rng):
+        """On resume: skip `batches` of `epoch` (None: the epoch's start), then restore `rng` (may be None)."""
+        self.pending = {'epoch': epoch, 'batches': batches, 'rng': rng}
+
+    def take_request(self):
+        pending, self.pending = self.pending, None
+        return pending
+
+    def start_epoch(self, epoch, skipped):
+        self.epoch, self.batches = epoch, skipped
+
+    def count(self):
+        self.batches += 1
+
+    def batches_in(self, epoch):
+        """Batches already drawn in `epoch`, or None when the counter is for another epoch."""
+        return self.batches if self.epoch == epoch else None
+
+
+PROGRESS = EpochProgress()  # the training loop of this process
 
 
 class ResumableSampler(EnlargedSampler):
@@ -62,28 +90,26 @@ class ResumableSampler(EnlargedSampler):
 
 
 class _Resumable:
-    """Mixin for BasicSR's prefetchers: counts batches, applies PENDING on the first reset."""
+    """Mixin for BasicSR's prefetchers: counts batches, applies a resume request on the first reset."""
+    progress = PROGRESS
 
     def _start_epoch(self):
         sampler = getattr(self.ori_loader, 'sampler', None)
         epoch = getattr(sampler, 'epoch', None)
         skip = 0
-        pending = dict(PENDING) if PENDING else None
-        PENDING.clear()
-        if pending and pending['epoch'] == epoch and pending['batches'] is not None:
+        pending = self.progress.take_request()
+        if pending and pending['epoch'] == epoch and pending['batches'] is not None \
+                and isinstance(sampler, ResumableSampler):
             skip = pending['batches']
-            if isinstance(sampler, ResumableSampler):
-                sampler.skip = skip * self.ori_loader.batch_size
-            else:
-                skip = 0
+            sampler.skip = skip * self.ori_loader.batch_size
         self.loader = iter(self.ori_loader)
         if pending and pending.get('rng') is not None:
             set_rng_state(pending['rng'])
-        PROGRESS.update(epoch=epoch, batches=skip)
+        self.progress.start_epoch(epoch, skip)
 
     def _count(self, batch):
         if batch is not None:
-            PROGRESS['batches'] += 1
+            self.progress.count()
         return batch
 
 
@@ -102,3 +128,71 @@ class ResumableCUDAPrefetcher(_Resumable, CUDAPrefetcher):
     def reset(self):
         self._start_epoch()
         self.preload()
+
+
+def gather_per_rank(record):
+    """Every rank's `record` (a collective in DDP; every rank must call it)."""
+    rank, world = get_dist_info()
+    if world == 1:
+        return [record]
+    gathered = [None] * world
+    torch.distributed.all_gather_object(gathered, record)
+    return gathered
+
+
+class ExactResumeMixin:
+    """For a BasicSR model class (``class M(ExactResumeMixin, SRModel)``): training states that resume
+    exactly, and a validation that leaves the RNG untouched (so ``val_freq`` cannot change training).
+
+    The model adds its own state through :meth:`extra_training_state` / :meth:`load_extra_training_state`
+    and per-rank records (e.g. fingerprints, compared across ranks) through :meth:`per_rank_record`."""
+    progress = PROGRESS
+
+    def extra_training_state(self):
+        return {}
+
+    def load_extra_training_state(self, state):
+        pass
+
+    def per_rank_record(self):
+        return {}
+
+    def save_training_state(self, epoch, current_iter):
+        if current_iter == -1:
+            return
+        gathered = gather_per_rank(dict(self.per_rank_record(), rng=rng_state()))  # every rank takes part
+        for key in gathered[0]:
+            if key != 'rng' and any(g[key] != gathered[0][key] for g in gathered):
+                get_root_logger().warning(f'MCLIR: {key} differ between ranks (saved per rank in the state).')
+        self._write_training_state(epoch, current_iter, gathered)
+
+    @master_only
+    def _write_training_state(self, epoch, current_iter, gathered):
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'epoch_batches': self.progress.batches_in(epoch),
+        }
+        state.update({key: [g[key] for g in gathered] for key in gathered[0]})
+        state.update(self.extra_training_state())
+        atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        self.load_extra_training_state(resume_state)
+        rank, world = get_dist_info()
+        rngs = resume_state.get('rng')
+        rng = rngs[rank] if rngs is not None and len(rngs) == world else None
+        if rngs is not None and rng is None:
+            get_root_logger().warning(
+                f'RNG states were saved for {len(rngs)} process(es), resuming with {world}: not restored.')
+        self.progress.request(resume_state['epoch'], resume_state.get('epoch_batches'), rng)
+
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        rng = rng_state()
+        try:
+            super().validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            set_rng_state(rng)

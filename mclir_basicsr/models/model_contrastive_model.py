@@ -8,10 +8,13 @@ this class adds:
   (without ``train.spn_opt`` SPN is off and the step is SRModel's);
 * ``optimize_parameters``: ``L = L_pix (+ L_percep) + L_spn`` under ``train.amp``'s autocast (float16
   with a GradScaler), a non-finite guard, and the refresh of the negatives after the optimiser step;
-* ``save_training_state`` / ``resume_training``: negatives, their counters, RNG states and the
-  position in the epoch are part of the training state (exact resume);
-* ``validation`` leaves the RNG untouched, so ``val_freq`` does not change training;
+* the state of the negatives and of the float16 scaler, which :class:`ExactResumeMixin`
+  (:mod:`mclir_basicsr.resume`) saves with every rank's RNG states and the position in the epoch;
 * ``test`` pads the input to a multiple of ``network_g.window_size`` (as SwinIRModel does).
+
+The plumbing around the method lives in mixins: exact resume and an RNG-neutral validation
+(:mod:`mclir_basicsr.resume`), checkpoint guards (:mod:`mclir_basicsr.models.guards`), atomic saves
+(:mod:`mclir_basicsr.addon_runs`).
 """
 from collections import OrderedDict
 
@@ -20,26 +23,18 @@ from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import get_dist_info, master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn import functional as F
 
-from mclir_basicsr import resume
-from mclir_basicsr.compat import atomic_torch_save
+from mclir_basicsr.addon_runs import AtomicSaveMixin
 from mclir_basicsr.history import NegativePool
+from mclir_basicsr.models.guards import CheckpointGuardMixin, CheckpointMismatchError, NonFiniteError  # noqa: F401
 from mclir_basicsr.options import dtype_or_none, parse_mclir_options
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint that does not fit network_g."""
-
-
-class NonFiniteError(FloatingPointError):
-    """Training produced NaN/Inf; raised before the bad step or checkpoint is taken."""
+from mclir_basicsr.resume import ExactResumeMixin
 
 
 @MODEL_REGISTRY.register()
-class ModelContrastiveModel(SRModel):
+class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMixin, SRModel):
     """SRModel with K history negatives pushed away by SPNLoss."""
 
     def __init__(self, opt):
@@ -156,104 +151,38 @@ class ModelContrastiveModel(SRModel):
         if self.scaler.get_scale() < scale:
             self.amp_skipped += 1
 
-    # ------------------------------------------------------------------ state
-    def _check_finite_weights(self, current_iter):
-        nets = {'net_g': self.get_bare_model(self.net_g)}
+    # ------------------------------------------------------------------ state of the negatives and the scaler
+    def networks_to_check(self):
+        nets = super().networks_to_check()
         if self.negatives is not None:
             nets.update({f'negative {k}': n for k, n in enumerate(self.negatives.negatives)})
-        for name, net in nets.items():
-            tensors = [p for p in net.parameters() if p.is_floating_point()]
-            if tensors and not bool(torch.stack([t.detach().float().abs().sum() for t in tensors]).isfinite().all()):
-                when = 'end of training' if current_iter == -1 else f'iteration {current_iter}'
-                raise NonFiniteError(
-                    f'{when}: {name} has non-finite weights; nothing was saved, the last '
-                    'checkpoint and training state are intact (resume from them with a lower learning rate).')
+        return nets
 
-    def save(self, epoch, current_iter):
-        if self.is_train:
-            self._check_finite_weights(current_iter)
-        super().save(epoch, current_iter)
+    def per_rank_record(self):
+        return {'negatives_fingerprints': self.negatives.fingerprints() if self.negatives is not None else []}
 
-    def _gather_per_rank(self):
-        """Every rank's RNG states and negatives' fingerprints (a collective in DDP)."""
-        mine = {'rng': resume.rng_state(), 'negatives': self.negatives.fingerprints() if self.negatives else []}
-        rank, world = get_dist_info()
-        if world == 1:
-            return [mine]
-        gathered = [None] * world
-        torch.distributed.all_gather_object(gathered, mine)
-        if any(g['negatives'] != mine['negatives'] for g in gathered):
-            get_root_logger().warning('MCLIR: the negative models differ between ranks (fingerprints in the state).')
-        return gathered
+    def extra_training_state(self):
+        return {'negatives': self.negatives.state_dict() if self.negatives is not None else None,
+                'amp_scaler': self.scaler.state_dict() if self.scaler is not None else None,
+                'amp_skipped': self.amp_skipped}
 
-    def save_training_state(self, epoch, current_iter):
-        if current_iter == -1:
-            return
-        per_rank = self._gather_per_rank()  # every rank takes part
-        self._write_training_state(epoch, current_iter, per_rank)
-
-    @master_only
-    def _write_training_state(self, epoch, current_iter, per_rank):
-        progress = resume.PROGRESS
-        state = {
-            'epoch': epoch,
-            'iter': current_iter,
-            'optimizers': [o.state_dict() for o in self.optimizers],
-            'schedulers': [s.state_dict() for s in self.schedulers],
-            'negatives': self.negatives.state_dict() if self.negatives is not None else None,
-            'amp_scaler': self.scaler.state_dict() if self.scaler is not None else None,
-            'amp_skipped': self.amp_skipped,
-            'rng': [r['rng'] for r in per_rank],
-            'negatives_fingerprints': [r['negatives'] for r in per_rank],
-            'epoch_batches': progress['batches'] if progress['epoch'] == epoch else None,
-        }
-        atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
-
-    def resume_training(self, resume_state):
-        super().resume_training(resume_state)
+    def load_extra_training_state(self, state):
         logger = get_root_logger()
         if self.negatives is not None:
-            if resume_state.get('negatives') is not None:
-                self.negatives.load_state_dict(resume_state['negatives'])
+            if state.get('negatives') is not None:
+                self.negatives.load_state_dict(state['negatives'])
             else:
                 logger.warning('The training state has no negatives (not written by ModelContrastiveModel with SPN): '
                                'they restart from the resumed network as at the start of a run.')
-        self._resume_scaler(resume_state)
-        rank, world = get_dist_info()
-        rngs = resume_state.get('rng')
-        rng = rngs[rank] if rngs is not None and len(rngs) == world else None
-        if rngs is not None and rng is None:
-            logger.warning(f'RNG states were saved for {len(rngs)} process(es), resuming with {world}: not restored.')
-        resume.set_pending(resume_state['epoch'], resume_state.get('epoch_batches'), rng)
-
-    def _resume_scaler(self, resume_state):
-        self.amp_skipped = resume_state.get('amp_skipped') or 0
-        if self.scaler is None:
-            return
-        if resume_state.get('amp_scaler') is not None:
-            self.scaler.load_state_dict(resume_state['amp_scaler'])
-        else:
-            get_root_logger().warning('The training state has no float16 GradScaler state (saved without train.amp: '
-                                      'float16): the scaler starts afresh.')
-
-    def load_network(self, net, load_path, strict=True, param_key='params'):
-        try:
-            super().load_network(net, load_path, strict, param_key)
-        except RuntimeError as e:
-            arch = self.opt['network_g'].get('type')
-            raise CheckpointMismatchError(
-                f'{load_path} does not fit network_g ({arch}): {str(e).splitlines()[0]} '
-                f'{" ".join(str(e).splitlines()[1:3]).strip()} ... Use the network_g options the checkpoint was '
-                'trained with (when resuming: the same as the run being resumed), or start a new run.') from e
+        self.amp_skipped = state.get('amp_skipped') or 0
+        if self.scaler is not None:
+            if state.get('amp_scaler') is not None:
+                self.scaler.load_state_dict(state['amp_scaler'])
+            else:
+                logger.warning('The training state has no float16 GradScaler state (saved without train.amp: '
+                               'float16): the scaler starts afresh.')
 
     # ------------------------------------------------------------------ evaluation
-    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
-        rng = resume.rng_state()
-        try:
-            super().validation(dataloader, current_iter, tb_logger, save_img)
-        finally:
-            resume.set_rng_state(rng)
-
     def test(self):
         multiple = int(self.opt['network_g'].get('window_size') or 1)
         if multiple <= 1:
