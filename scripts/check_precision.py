@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Does running the negatives in bfloat16 change what SPN training reaches? The demo's SPN run in fp32
-against the same run with the negatives' forwards (and the SPN feature passes) in bfloat16, and against
-a control: the same fp32 run with `negatives.init_decay` nudged by one part in a million, which moves the
+"""Do the cheaper settings change what SPN training reaches? The demo's SPN run in fp32 against the same
+run with the negatives' forwards (and the SPN feature passes) in bfloat16 (`bf16`), with split-batch
+negatives (`split`), with the whole step in bfloat16 (`amp`: train.amp), and against a control: the
+same fp32 run with `negatives.init_decay` nudged by one part in a million, which moves the
 negatives' starting weights by about one float32 rounding step. The control measures how far the final
 PSNR of a run moves anyway when its negatives change at the level of float32 rounding: the scale
 against which the bfloat16 difference should be read.
 
     python scripts/check_precision.py [--out precision_output] [--seeds 0 1 2] [--iters 1000]
+                                      [--arms fp32 control bf16 split amp]
 
 All runs of a seed start from the same weights and see the same batches (as mclir-compare pairs
 them); the table gives the final validation PSNR (Y) of the fp32 run, each other arm's difference
@@ -33,22 +35,25 @@ def arms(fp32):
         'fp32': {},
         'control': {'negatives': {'init_decay': init_decay * (1 + NUDGE)}},
         'bf16': {'negatives': {'autocast': 'bfloat16', 'dtype': 'bfloat16'}, 'spn_opt': {'autocast': 'bfloat16'}},
+        'split': {'negatives': {'split_batch': True}},
+        'amp': {'train': {'amp': 'bfloat16'}},
     }
 
 
 ARM_HELP = {'fp32': 'the demo SPN run', 'control': f'fp32, negatives.init_decay x (1 + {NUDGE:g})',
-            'bf16': 'negatives in bfloat16 weights and autocast, SPN features under bfloat16 autocast'}
+            'bf16': 'negatives in bfloat16 weights and autocast, SPN features under bfloat16 autocast',
+            'split': 'fp32, negatives.split_batch (each sample meets one negative)',
+            'amp': 'train.amp: bfloat16 (the whole step; negatives and VGG follow)'}
 
 
 def arm_options(fp32, extra, path):
     opt = load_options(save_options(path, fp32))  # a deep copy through YAML
     for section, values in extra.items():
-        opt['train'][section].update(values)
+        (opt['train'] if section == 'train' else opt['train'][section]).update(values)
     return opt
 
 
-def table(by, seeds, iters, n_images):
-    labels = list(ARM_HELP)
+def table(by, seeds, iters, n_images, labels):
     others = labels[1:]
     lines = [f'SPN (demo settings), {iters} iterations, {n_images} validation images (Y); '
              + '; '.join(f'{a}: {ARM_HELP[a]}' for a in labels), '',
@@ -65,7 +70,10 @@ def table(by, seeds, iters, n_images):
     lines.append('')
     for a in others:
         d = deltas[a]
-        lines.append(f'{a}: mean Δ PSNR {sum(d) / len(d):+.3f} dB, largest |Δ| {max(abs(x) for x in d):.3f} dB')
+        rms = (sum(x * x for x in d) / len(d)) ** 0.5
+        lines.append(f'{a}: mean Δ PSNR {sum(d) / len(d):+.3f} dB, largest |Δ| {max(abs(x) for x in d):.3f} dB, '
+                     f'RMS {rms:.3f} dB, s/iter {sum(by[a, s][1] for s in seeds) / len(seeds):.4f} '
+                     f'(fp32 {sum(by["fp32", s][1] for s in seeds) / len(seeds):.4f})')
     return '\n'.join(lines) + '\n'
 
 
@@ -74,6 +82,8 @@ def main(argv=None):
     p.add_argument('--out', default='precision_output')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--iters', type=int, default=demo.DEMO_ITERS)
+    p.add_argument('--arms', nargs='+', default=list(ARM_HELP), choices=list(ARM_HELP),
+                   help='arms to run (fp32, the reference, is always run first)')
     p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--quick', action='store_true', help='smoke test: tiny images and network (as mclir-demo --quick)')
     args = p.parse_args(argv)
@@ -81,7 +91,8 @@ def main(argv=None):
     _, base = demo.prepare(os.path.join(out, 'data'), args.iters, demo.DEMO_VAL_FREQ, quick=args.quick)
     fp32 = demo.spn_options(base)
     os.makedirs(os.path.join(out, 'options'), exist_ok=True)
-    options = {a: arm_options(fp32, extra, os.path.join(out, 'options', f'{a}.yml')) for a, extra in arms(fp32).items()}
+    labels = ['fp32'] + [a for a in args.arms if a != 'fp32']
+    options = {a: arm_options(fp32, arms(fp32)[a], os.path.join(out, 'options', f'{a}.yml')) for a in labels}
     runs = []
     for seed in args.seeds:
         for label, src in options.items():
@@ -96,7 +107,7 @@ def main(argv=None):
         run.result = collect(run, out)
         rows = image_metrics(run, out, images, psnr_kw, ssim_kw)
         by[run.label, run.seed] = (sum(r['psnr'] for r in rows) / len(rows), run.result['s_per_iter'])
-    text = table(by, args.seeds, args.iters, len(images))
+    text = table(by, args.seeds, args.iters, len(images), labels)
     with open(os.path.join(out, 'precision.md'), 'w', encoding='utf-8') as f:
         f.write(text)
     print(text)

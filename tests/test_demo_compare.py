@@ -239,3 +239,8 @@ def test_precision_check_script_end_to_end(tmp_path):
     assert nudged != ref and nudged == pytest.approx(ref, rel=2e-6) and 'bfloat16' not in str(control)
     bf16_opt = (tmp_path / 'p' / 'options' / 'precision_bf16_seed0.yml').read_text()
     assert 'autocast: bfloat16' in bf16_opt and 'dtype: bfloat16' in bf16_opt
+    split = yaml.safe_load((tmp_path / 'p' / 'options' / 'precision_split_seed0.yml').read_text())
+    amp = yaml.safe_load((tmp_path / 'p' / 'options' / 'precision_amp_seed0.yml').read_text())
+    assert split['train']['negatives']['split_batch'] is True and 'amp' not in split['train']
+    assert amp['train']['amp'] == 'bfloat16' and not amp['train']['negatives'].get('split_batch')
+    assert 'split: mean Δ PSNR' in table and 'amp: mean Δ PSNR' in table
