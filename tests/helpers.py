@@ -1,4 +1,5 @@
 """Test helpers: a tiny paired dataset from scikit-image's photos, VGG weight files, option files."""
+import hashlib
 import os
 import socket
 import subprocess
@@ -122,6 +123,26 @@ def run(cmd, cwd, env=None, timeout=600, check=True):
     if check:
         assert proc.returncode == 0, f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}'
     return proc
+
+
+def snapshot(root):
+    """{path relative to root: sha256} of every file under root."""
+    found = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, 'rb') as f:
+                found[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def assert_nothing_overwritten(before, after):
+    """Every file of `before` is still there, byte for byte; new files are only logs and BasicSR's
+    copy of the option file, which it rewrites at every start (``<experiment>/<option file>.yml``)."""
+    rewritten_at_start = {p for p in before if p.endswith('.yml') and p.count(os.sep) == 1}
+    changed = sorted(p for p in before if p not in rewritten_at_start and after.get(p) != before[p])
+    added = sorted(p for p in set(after) - set(before) if not p.endswith(('.log', '.yml')) and 'tb_logger' not in p)
+    assert not changed and not added, f'changed: {changed}; new: {added}'
 
 
 def free_port():

@@ -5,6 +5,7 @@ import math
 import os
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,7 +41,9 @@ def test_end_to_end_json(tmp_path, bench):
         assert row['device'] == 'cpu'
         for key in ('median_s', 'p25_s', 'p75_s', 'peak_mem_mb', 'peak_rss_mb', 'rss_start_mb', 'ratio_baseline'):
             assert positive(row[key]), (name, key, row[key])
-        assert row['p25_s'] <= row['median_s'] <= row['p75_s']
+        p25, median, p75 = np.percentile(row['samples_s'], [25, 50, 75])  # numpy's linear = 'inclusive' quartiles
+        assert row['median_s'] == pytest.approx(median) and row['p25_s'] == pytest.approx(p25)
+        assert row['p75_s'] == pytest.approx(p75)
         assert len(row['samples_s']) == 2 and row['iterations'] == 1 + 2 * 2
         assert row['output_shape'] == [2, 3, 32, 32]
         assert row['minor_faults_per_iter'] >= 0  # page faults of the timed iterations

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from helpers import PY, run, train_options, write_yaml
+from helpers import PY, assert_nothing_overwritten, free_port, run, snapshot, train_options, write_yaml
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
@@ -70,7 +70,7 @@ def test_resume_state_path_option_on_cpu(workdir, data_x2):
 def test_resume_with_mismatched_options_is_a_clear_error(workdir, data_x2, change, message):
     import re
     train(workdir, opts('run', data_x2, 4, val=False))
-    before = {p: os.path.getmtime(p) for p in glob.glob(str(workdir / 'experiments' / 'run' / '*' / '*'))}
+    before = snapshot(workdir / 'experiments')
     opt = opts('run', data_x2, 8, val=False)
     if 'negatives' in change:
         opt['train']['negatives'] = change['negatives']
@@ -78,8 +78,7 @@ def test_resume_with_mismatched_options_is_a_clear_error(workdir, data_x2, chang
         opt['network_g'].update(change['network_g'])
     proc = train(workdir, opt, '--auto_resume', check=False)
     assert proc.returncode != 0 and re.search(message, proc.stderr), proc.stderr[-2000:]
-    after = {p: os.path.getmtime(p) for p in before}
-    assert after == before  # nothing overwritten
+    assert_nothing_overwritten(before, snapshot(workdir / 'experiments'))
 
 
 @pytest.mark.skipif(shutil.which('torchrun') is None and not os.path.exists(os.path.join(
@@ -89,7 +88,7 @@ def test_two_process_gloo_ddp(workdir, data_x2):
     opt['datasets']['train']['batch_size_per_gpu'] = 1
     write_yaml(workdir / 'ddp.yml', opt)
     torchrun = os.path.join(os.path.dirname(PY), 'torchrun')
-    run([torchrun, '--nproc_per_node=2', '--master_port=29533', '-m', 'mclir_basicsr.train', '-opt', 'ddp.yml',
+    run([torchrun, '--nproc_per_node=2', f'--master_port={free_port()}', '-m', 'mclir_basicsr.train', '-opt', 'ddp.yml',
          '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})
     state = load(workdir, 'ddp', 'training_states/4.state')
     assert len(state['negatives_fingerprints']) == 2

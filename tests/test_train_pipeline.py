@@ -70,9 +70,20 @@ def test_swinir_test_time_padding_matches_swinirmodel(workdir, data_x2):
 def test_scale1_restoration_and_ema(workdir, data_x1):
     spn = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
     opt, ckpt, _ = train_and_test(workdir, data_x1, 'SwinIR', 1, spn, 'denoise',
-                                  extra_train={'ema_decay': 0.9})
+                                  extra_train={'ema_decay': 0.9}, logger={'print_freq': 1, 'save_checkpoint_freq': 1,
+                                                                          'use_tb_logger': False, 'wandb': None})
     saved = torch.load(ckpt, weights_only=True)
     assert set(saved) == {'params', 'params_ema'}
+    # BasicSR's EMA after every step: ema_i = 0.9 ema_(i-1) + 0.1 params_i, from the checkpoints of iterations 1..3
+    ckpts = [torch.load(ckpt.parent / f'net_g_{i}.pth', weights_only=True) for i in (1, 2, 3)]
+    for prev, cur in zip(ckpts, ckpts[1:]):
+        for k, p in cur['params'].items():
+            if p.is_floating_point():
+                torch.testing.assert_close(cur['params_ema'][k], 0.9 * prev['params_ema'][k] + 0.1 * p,
+                                           rtol=1e-5, atol=1e-7)
+    params, ema = saved['params'], saved['params_ema']
+    moved = [k for k, p in params.items() if p.is_floating_point() and not torch.equal(p, ema[k])]
+    assert moved and all(torch.equal(saved[key][k], ckpts[-1][key][k]) for key in saved for k in saved[key])
 
 
 def test_official_fork_keys_train(workdir, data_x2, vgg16_file):
