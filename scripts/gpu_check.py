@@ -390,9 +390,11 @@ def write_summary(summary):
 
 
 def archive(out, path, max_bytes=4 << 20):
-    """OUT_DIR as one .tar.gz, without checkpoints and training states (and no file over max_bytes)."""
+    """OUT_DIR as one .tar.gz, without checkpoints, training states, the demo's generated images (and no file
+    over max_bytes)."""
     def keep(info):
-        skip = info.isfile() and (info.size > max_bytes or info.name.endswith(('.pth', '.state')))
+        skip = (info.name.endswith(('.pth', '.state', '/demo/data'))  # hard links to checkpoints too
+                or (info.isfile() and info.size > max_bytes))
         return None if skip else info
     with tarfile.open(path, 'w:gz') as tar:
         tar.add(out, arcname=os.path.basename(os.path.normpath(out)), filter=keep)
@@ -413,8 +415,11 @@ def fetch_wheels(folder):
         with open(exclude, 'a') as f:
             f.write(f'/{rel}/\n')
         print(f'added /{rel}/ to {exclude} (a local ignore, so the wheels are never committed)')
-    print(f'wheels in {folder}: {", ".join(sorted(os.listdir(folder)))}\n'
-          f'on the GPU machine: python3 scripts/gpu_check.py --wheels {rel} OUT_DIR (carry {rel})')
+    print(f'wheels in {folder}: {", ".join(sorted(os.listdir(folder)))}')
+    if rel.startswith('..'):
+        print('to carry them to the GPU machine, put them in a git-ignored folder inside the repo, e.g. .whl')
+    else:
+        print(f'on the GPU machine: python3 scripts/gpu_check.py --wheels {rel} OUT_DIR (carry {rel})')
     return 0
 
 
