@@ -7,7 +7,7 @@ import sys
 
 import basicsr
 
-from helpers import PY, run, test_options, train_options, write_yaml
+from helpers import PY, free_port, run, test_options, train_options, write_yaml
 
 BASICSR_DIR = os.path.dirname(basicsr.__file__)
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
@@ -89,6 +89,6 @@ def test_torchrun_with_basicsr_own_script(workdir, data_x2):
     opt['datasets']['train']['batch_size_per_gpu'] = 1
     write_yaml(workdir / 'train.yml', opt)
     torchrun = os.path.join(os.path.dirname(PY), 'torchrun')
-    run([torchrun, '--nproc_per_node=2', '--master_port=29534', os.path.join(BASICSR_DIR, 'train.py'),
+    run([torchrun, '--nproc_per_node=2', f'--master_port={free_port()}', os.path.join(BASICSR_DIR, 'train.py'),
          '-opt', 'train.yml', '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})
     assert (workdir / 'experiments' / 'torchrun_basicsr' / 'training_states' / '2.state').is_file()
