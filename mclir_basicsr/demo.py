@@ -234,6 +234,35 @@ def main(argv=None):
     return 0
 
 
+def _demo_spn(base, args, feature, weight, vgg_path):
+    """The SPN run's options: the baseline plus the demo's SPN settings as the command line changes them."""
+    spn_cfg = OrderedDict(DEMO_SPN, feature=feature, loss_weight=weight, mode=args.mode)
+    if vgg_path:
+        spn_cfg['pretrained'] = vgg_path
+    negatives = OrderedDict(update_every=list(args.update_every), decay=[args.decay] * len(args.update_every),
+                            init_decay=DEMO_NEGATIVES['init_decay'])
+    spn = spn_options(base, spn_cfg, negatives)
+    spn['name'] = 'demo_spn'
+    return spn
+
+
+def _is_default(args, feature, weight):
+    """Whether the run is exactly the demo the sweep measured (then its reference numbers apply)."""
+    return (feature == 'pixel' and weight == DEMO_SPN['loss_weight'] and args.mode == DEMO_SPN['mode']
+            and list(args.update_every) == DEMO_NEGATIVES['update_every'] and args.iters == DEMO_ITERS
+            and [args.decay] * len(args.update_every) == DEMO_NEGATIVES['decay'] and not args.quick)
+
+
+def _prepare_data(out, args):
+    val_freq = args.val_freq or (DEMO_VAL_FREQ if args.iters >= 10 * DEMO_VAL_FREQ else max(1, args.iters // 10))
+    info, base = prepare(os.path.join(out, 'data'), args.iters, val_freq, quick=args.quick, name='demo_baseline')
+    t, (vh, vw) = info['tile'], info['val_size']
+    print(f'dataset: {info["train"]} training tiles (HR {t}x{t}) from {info["photos"]} scikit-image photos; '
+          f'validation: {", ".join(info["val"])} ({vh}x{vw} HR, held-out photos); x{SCALE} bicubic '
+          '(MATLAB-style imresize)', flush=True)
+    return base
+
+
 def run(argv=None):
     """The demo; returns the comparison summary (or the option files with --data-only)."""
     args = build_parser().parse_args(argv)
@@ -241,29 +270,14 @@ def run(argv=None):
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     feature, weight, vgg_path, feature_note = choose_feature(args.feature, args.weight)
-    val_freq = args.val_freq or (DEMO_VAL_FREQ if args.iters >= 10 * DEMO_VAL_FREQ else max(1, args.iters // 10))
     print(f'mclir-demo: output folder {out}', flush=True)
     print(feature_note, flush=True)
-
-    data_root = os.path.join(out, 'data')
-    info, base = prepare(data_root, args.iters, val_freq, quick=args.quick, name='demo_baseline')
-    t, (vh, vw) = info['tile'], info['val_size']
-    print(f'dataset: {info["train"]} training tiles (HR {t}x{t}) from {info["photos"]} scikit-image photos; '
-          f'validation: {", ".join(info["val"])} ({vh}x{vw} HR, held-out photos); x{SCALE} bicubic '
-          '(MATLAB-style imresize)', flush=True)
-    spn_cfg = OrderedDict(DEMO_SPN, feature=feature, loss_weight=weight, mode=args.mode)
-    if vgg_path:
-        spn_cfg['pretrained'] = vgg_path
-    k = len(args.update_every)
-    negatives = OrderedDict(update_every=list(args.update_every), decay=[args.decay] * k,
-                            init_decay=DEMO_NEGATIVES['init_decay'])
-    spn = spn_options(base, spn_cfg, negatives)
-    spn['name'] = 'demo_spn'
+    base = _prepare_data(out, args)
+    spn = _demo_spn(base, args, feature, weight, vgg_path)
     if args.data_only:
-        for opt in (base, spn):
-            path = save_options(os.path.join(out, 'options', f'{opt["name"]}.yml'), opt)
-            print(f'wrote {path}')
-        return {'options': [os.path.join(out, 'options', f'{o["name"]}.yml') for o in (base, spn)]}
+        paths = [save_options(os.path.join(out, 'options', f'{opt["name"]}.yml'), opt) for opt in (base, spn)]
+        print('\n'.join(f'wrote {path}' for path in paths))
+        return {'options': paths}
     net = base['network_g']
     print(f'network: EDSR x{SCALE}, {net["num_feat"]} features, {net["num_block"]} blocks; {args.iters} iterations, '
           f'batch {base["datasets"]["train"]["batch_size_per_gpu"]}, seed(s) {args.seeds}; '
@@ -274,19 +288,14 @@ def run(argv=None):
     with open(summary['files']['table_md'], encoding='utf-8') as f:
         print('\n' + f.read())
     elapsed = time.time() - t0
-    defaults = (feature == 'pixel' and weight == DEMO_SPN['loss_weight'] and args.mode == DEMO_SPN['mode']
-                and list(args.update_every) == DEMO_NEGATIVES['update_every'] and args.iters == DEMO_ITERS
-                and [args.decay] * k == DEMO_NEGATIVES['decay'] and not args.quick)
-    if defaults:
+    if _is_default(args, feature, weight):
         print(SWEEP_REFERENCE)
     print(feature_note)
     print(f'Demo finished in {elapsed / 60:.1f} min ({elapsed:.0f} s). Files in {out}: table.csv, table.md, runs.csv, '
           'psnr_curve.png, crops.png, checkpoints/ (baseline_seed*.pth, spn_seed*.pth'
           + (', baseline_eqtime_seed*.pth' if args.equal_time else '') + '), summary.json')
-    summary['demo_wall_s'] = elapsed
-    summary['feature_note'] = feature_note
+    summary.update(demo_wall_s=elapsed, feature_note=feature_note)
     return summary
-
 
 if __name__ == '__main__':
     sys.exit(main())
