@@ -23,19 +23,23 @@
 option file: ``use(True)`` for an add-on run (an add-on model, or ``MCLIR_BASICSR_ADDON=1``),
 ``use(False)`` for any other run, which restores BasicSR's own names. Nothing here is replaced
 at import time; a Real-ESRGAN or plain SRModel run never meets these classes.
+
+This module imports nothing from BasicSR at import time (BasicSR's objects are looked up when
+used): the add-on's models inherit :class:`AtomicSaveMixin`, and the start-up hook imports them
+while ``import basicsr`` finishes, so importing this module first must not import basicsr.
 """
+import functools
+import logging
 import os
 import sys
 import time
 
-from basicsr.data import build_dataset as basicsr_build_dataset
-from basicsr.models.base_model import BaseModel
-from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import master_only
+import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from mclir_basicsr import resume
 from mclir_basicsr.compat import atomic_torch_save, main_basicsr_script
+
+logger = logging.getLogger('basicsr')  # BasicSR's root logger (basicsr.utils.get_root_logger)
 
 
 # --------------------------------------------------------------------------- W6 (atomic saves)
@@ -46,10 +50,19 @@ def _save(obj, path, what):
             atomic_torch_save(obj, path)
             return
         except Exception as e:
-            get_root_logger().warning(f'Save {what} error: {e}, remaining retry times: {attempt}')
+            logger.warning(f'Save {what} error: {e}, remaining retry times: {attempt}')
             if attempt:
                 time.sleep(1)
-    get_root_logger().warning(f'Still cannot save {path}. Just ignore it.')
+    logger.warning(f'Still cannot save {path}. Just ignore it.')
+
+
+def master_only(fn):
+    """Run on rank 0 only (BasicSR's ``master_only``, without importing BasicSR)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def cpu_state_dict(net):
@@ -134,19 +147,20 @@ class NamedDataErrors(Dataset):
 
 def build_dataset(dataset_opt):
     """BasicSR's ``build_dataset``, the dataset wrapped in :class:`NamedDataErrors`."""
-    return NamedDataErrors(basicsr_build_dataset(dataset_opt))
+    return NamedDataErrors(sys.modules['basicsr.data'].build_dataset(dataset_opt))
 
 
 # --------------------------------------------------------------------------- the switch
 _PIPELINES = ('basicsr.train', 'basicsr.test')
-REPLACEMENTS = {
-    'EnlargedSampler': resume.ResumableSampler,
-    'CPUPrefetcher': resume.ResumableCPUPrefetcher,
-    'CUDAPrefetcher': resume.ResumableCUDAPrefetcher,
-    'build_dataset': build_dataset,
-}
+_BASE_MODEL = ('basicsr.models.base_model', 'BaseModel')
 ORIGINALS = {}   # (namespace name, attribute) -> BasicSR's object, recorded before the first switch
-_BASE_SAVES = {name: BaseModel.__dict__[name] for name in ('save_network', 'save_training_state')}
+
+
+def replacements():
+    """{name in the pipelines' namespaces: the add-on's object} (W8, W9)."""
+    from mclir_basicsr import resume  # imports basicsr: at first use, not when this module is imported
+    return {'EnlargedSampler': resume.ResumableSampler, 'CPUPrefetcher': resume.ResumableCPUPrefetcher,
+            'CUDAPrefetcher': resume.ResumableCUDAPrefetcher, 'build_dataset': build_dataset}
 
 
 def _namespaces():
@@ -156,13 +170,17 @@ def _namespaces():
     return found
 
 
-def remember_originals():
-    """Record BasicSR's objects in the pipelines' namespaces (idempotent)."""
+def remember_originals(new):
+    """Record BasicSR's objects in the pipelines' namespaces and BaseModel's save methods (idempotent)."""
     for ns_name, ns in _namespaces().items():
-        for attr in REPLACEMENTS:
+        for attr in new:
             value = getattr(ns, attr, None)
-            if value is not None and value is not REPLACEMENTS[attr]:
+            if value is not None and value is not new[attr]:
                 ORIGINALS.setdefault((ns_name, attr), value)
+    base = getattr(sys.modules[_BASE_MODEL[0]], _BASE_MODEL[1])
+    for name in ('save_network', 'save_training_state'):
+        if base.__dict__[name] is not AtomicSaveMixin.__dict__[name]:
+            ORIGINALS.setdefault((_BASE_MODEL, name), base.__dict__[name])
 
 
 def _saves_atomically(model_type):
@@ -173,11 +191,13 @@ def _saves_atomically(model_type):
 def use(on, model_type=None):
     """Bind W8 and W9 in the pipelines' namespaces when ``on``, and W6 on BaseModel's save methods
     for a ``model_type`` that does not save atomically itself; restore BasicSR's objects otherwise."""
-    remember_originals()
+    new = replacements()
+    remember_originals(new)
     for ns_name, ns in _namespaces().items():
-        for attr, replacement in REPLACEMENTS.items():
+        for attr, replacement in new.items():
             if (ns_name, attr) in ORIGINALS:
                 setattr(ns, attr, replacement if on else ORIGINALS[(ns_name, attr)])
     patch = on and not _saves_atomically(model_type)
-    for name, original in _BASE_SAVES.items():
-        setattr(BaseModel, name, AtomicSaveMixin.__dict__[name] if patch else original)
+    base = getattr(sys.modules[_BASE_MODEL[0]], _BASE_MODEL[1])
+    for name in ('save_network', 'save_training_state'):
+        setattr(base, name, AtomicSaveMixin.__dict__[name] if patch else ORIGINALS[(_BASE_MODEL, name)])

@@ -5,6 +5,7 @@ import importlib
 import os
 import sys
 
+import basicsr  # noqa: F401  before the add-on's modules: importing mclir_basicsr.resume first is a cycle
 import pytest
 import torch
 
