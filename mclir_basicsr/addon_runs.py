@@ -11,7 +11,7 @@
        one is decided when BasicSR is imported (the script computes its root before it parses
        the option file): :func:`mclir_basicsr.compat.redirect_installed_script_outputs`.
  W8    BasicSR restarts the current epoch's data order on resume and does not save RNG
-       states: the classes in :mod:`mclir_basicsr.resume` stand in for its sampler and
+       states: the classes in :mod:`mclir_basicsr.resumable_data` stand in for its sampler and
        prefetchers in the training pipeline's namespace.
  W9    An unreadable image makes BasicSR's datasets fail with ``'NoneType' object has no
        attribute 'astype'``, and a LR/HR size mismatch names no file: datasets built by the
@@ -158,9 +158,9 @@ ORIGINALS = {}   # (namespace name, attribute) -> BasicSR's object, recorded bef
 
 def replacements():
     """{name in the pipelines' namespaces: the add-on's object} (W8, W9)."""
-    from mclir_basicsr import resume  # imports basicsr: at first use, not when this module is imported
-    return {'EnlargedSampler': resume.ResumableSampler, 'CPUPrefetcher': resume.ResumableCPUPrefetcher,
-            'CUDAPrefetcher': resume.ResumableCUDAPrefetcher, 'build_dataset': build_dataset}
+    from mclir_basicsr import resumable_data as rd  # imports basicsr: at first use, not when this module is imported
+    return {'EnlargedSampler': rd.ResumableSampler, 'CPUPrefetcher': rd.ResumableCPUPrefetcher,
+            'CUDAPrefetcher': rd.ResumableCUDAPrefetcher, 'build_dataset': build_dataset}
 
 
 def _namespaces():

@@ -9,8 +9,8 @@ prefetchers in the training pipeline's namespace, W8):
   prefetcher and the model separately, so this is where they meet. The prefetchers count the
   batches handed out in the current epoch into it; on resume the model leaves a request in it
   (epoch, batches already used, this rank's RNG states);
-* :class:`ResumableCPUPrefetcher` / :class:`ResumableCUDAPrefetcher`: on their first ``reset`` after
-  a resume, :class:`ResumableSampler` skips the consumed samples (instantly, nothing is loaded) and
+* :mod:`mclir_basicsr.resumable_data`: the prefetchers; on their first ``reset`` after
+  a resume, the sampler skips the consumed samples (instantly, nothing is loaded) and
   the RNG states are restored right after the data iterator is created, before any batch is drawn;
 * :class:`ExactResumeMixin`: the model side. Its training state holds, besides BasicSR's optimiser
   and scheduler states, every rank's RNG states, the position in the epoch and whatever the model
@@ -20,17 +20,20 @@ Bitwise exact on CPU with ``num_worker_per_gpu: 0`` (tested). With worker proces
 order is exact, but the random crops/flips of the rest of the resumed epoch differ: BasicSR
 re-seeds its workers at every epoch, from the start of the epoch.
 """
-import itertools
 import random
 
 import numpy as np
 import torch
-from basicsr.data.data_sampler import EnlargedSampler
-from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
-from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import get_dist_info, master_only
 
 from mclir_basicsr.compat import atomic_torch_save
+
+
+def _basicsr_utils():
+    """(get_root_logger, get_dist_info), imported at first use: importing basicsr activates the add-on, whose
+    model imports this module, so this module must not import basicsr while it is being imported."""
+    from basicsr.utils import get_root_logger
+    from basicsr.utils.dist_util import get_dist_info
+    return get_root_logger, get_dist_info
 
 
 def rng_state():
@@ -76,63 +79,9 @@ class EpochProgress:
 PROGRESS = EpochProgress()  # the training loop of this process
 
 
-class ResumableSampler(EnlargedSampler):
-    """EnlargedSampler that can skip the first samples of one epoch."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.skip = 0
-
-    def __iter__(self):
-        indices = super().__iter__()
-        skip, self.skip = self.skip, 0
-        return itertools.islice(indices, skip, None)
-
-
-class _Resumable:
-    """Mixin for BasicSR's prefetchers: counts batches, applies a resume request on the first reset."""
-    progress = PROGRESS
-
-    def _start_epoch(self):
-        sampler = getattr(self.ori_loader, 'sampler', None)
-        epoch = getattr(sampler, 'epoch', None)
-        skip = 0
-        pending = self.progress.take_request()
-        if pending and pending['epoch'] == epoch and pending['batches'] is not None \
-                and isinstance(sampler, ResumableSampler):
-            skip = pending['batches']
-            sampler.skip = skip * self.ori_loader.batch_size
-        self.loader = iter(self.ori_loader)
-        if pending and pending.get('rng') is not None:
-            set_rng_state(pending['rng'])
-        self.progress.start_epoch(epoch, skip)
-
-    def _count(self, batch):
-        if batch is not None:
-            self.progress.count()
-        return batch
-
-
-class ResumableCPUPrefetcher(_Resumable, CPUPrefetcher):
-    def next(self):
-        return self._count(super().next())
-
-    def reset(self):
-        self._start_epoch()
-
-
-class ResumableCUDAPrefetcher(_Resumable, CUDAPrefetcher):
-    def next(self):
-        return self._count(super().next())
-
-    def reset(self):
-        self._start_epoch()
-        self.preload()
-
-
 def gather_per_rank(record):
     """Every rank's `record` (a collective in DDP; every rank must call it)."""
-    rank, world = get_dist_info()
+    rank, world = _basicsr_utils()[1]()
     if world == 1:
         return [record]
     gathered = [None] * world
@@ -163,10 +112,10 @@ class ExactResumeMixin:
         gathered = gather_per_rank(dict(self.per_rank_record(), rng=rng_state()))  # every rank takes part
         for key in gathered[0]:
             if key != 'rng' and any(g[key] != gathered[0][key] for g in gathered):
-                get_root_logger().warning(f'MCLIR: {key} differ between ranks (saved per rank in the state).')
-        self._write_training_state(epoch, current_iter, gathered)
+                _basicsr_utils()[0]().warning(f'MCLIR: {key} differ between ranks (saved per rank in the state).')
+        if _basicsr_utils()[1]()[0] == 0:  # only rank 0 writes
+            self._write_training_state(epoch, current_iter, gathered)
 
-    @master_only
     def _write_training_state(self, epoch, current_iter, gathered):
         state = {
             'epoch': epoch,
@@ -182,6 +131,7 @@ class ExactResumeMixin:
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         self.load_extra_training_state(resume_state)
+        get_root_logger, get_dist_info = _basicsr_utils()
         rank, world = get_dist_info()
         rngs = resume_state.get('rng')
         rng = rngs[rank] if rngs is not None and len(rngs) == world else None

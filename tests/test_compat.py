@@ -5,11 +5,10 @@ import importlib
 import os
 import sys
 
-import basicsr  # noqa: F401  before the add-on's modules: importing mclir_basicsr.resume first is a cycle
 import pytest
 import torch
 
-from mclir_basicsr import addon_runs, compat, resume
+from mclir_basicsr import addon_runs, compat, resumable_data
 
 from helpers import PY, free_port, run, train_options, write_yaml
 
@@ -157,6 +156,13 @@ def _parse(tmp_path, monkeypatch, opt):
     return _namespace_objects()
 
 
+def test_any_add_on_module_can_be_imported_first():
+    for module in ('mclir_basicsr.resume', 'mclir_basicsr.resumable_data', 'mclir_basicsr.addon_runs',
+                   'mclir_basicsr.models.model_contrastive_model', 'mclir_basicsr.losses.spn_loss'):
+        run([PY, '-c', f'import {module}; from basicsr.utils.registry import MODEL_REGISTRY; '
+                       'assert "ModelContrastiveModel" in MODEL_REGISTRY'], cwd=os.getcwd())
+
+
 def test_addon_behaviour_only_for_addon_runs_or_opt_in(tmp_path, data_x2, monkeypatch):
     from basicsr.data.data_sampler import EnlargedSampler
     from basicsr.data.prefetch_dataloader import CPUPrefetcher
@@ -166,8 +172,8 @@ def test_addon_behaviour_only_for_addon_runs_or_opt_in(tmp_path, data_x2, monkey
     assert _parse(tmp_path, monkeypatch, sr) == (plain, plain_test, plain_save)
 
     ours, ours_test, ours_save = _parse(tmp_path, monkeypatch, train_options('mc', data_x2, spn=SPN, val=False))
-    assert ours == dict(zip(plain, (resume.ResumableSampler, resume.ResumableCPUPrefetcher,
-                                    resume.ResumableCUDAPrefetcher, addon_runs.build_dataset)))
+    assert ours == dict(zip(plain, (resumable_data.ResumableSampler, resumable_data.ResumableCPUPrefetcher,
+                                    resumable_data.ResumableCUDAPrefetcher, addon_runs.build_dataset)))
     assert ours_test is addon_runs.build_dataset
     from mclir_basicsr.models.model_contrastive_model import ModelContrastiveModel
     own = issubclass(ModelContrastiveModel, addon_runs.AtomicSaveMixin)  # else BaseModel's is patched for the run
