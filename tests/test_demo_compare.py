@@ -31,7 +31,7 @@ def check_outputs(out, n_images, seeds, labels=cmp.RUN_LABELS):
     for row in table:
         for key in ('psnr_baseline', 'psnr_spn', 'psnr_delta', 'ssim_baseline', 'ssim_spn', 'ssim_delta'):
             assert math.isfinite(float(row[key])), (key, row)
-        assert 0 < float(row['psnr_baseline']) < 100 and -1 <= float(row['ssim_spn']) <= 1
+        assert -1 <= float(row['ssim_spn']) <= 1
         assert abs(float(row['psnr_delta']) - (float(row['psnr_spn']) - float(row['psnr_baseline']))) < 1e-5
     mean_psnr = sum(float(r['psnr_baseline']) for r in table[:-1]) / n_images
     assert abs(mean_psnr - float(table[-1]['psnr_baseline'])) < 1e-5
@@ -53,6 +53,9 @@ def check_outputs(out, n_images, seeds, labels=cmp.RUN_LABELS):
     summary = json.loads((out / 'summary.json').read_text())
     for run_ in summary['runs']:
         assert run_['curve'], 'no validation curve parsed from the training log'
+        # BasicSR's own end-of-training validation (in the training process) measured the same network on the
+        # same images: the tool's PSNR, from the test pipeline's saved images, must agree (log: 4 decimals)
+        assert run_['final_val']['psnr'] == pytest.approx(run_['psnr'], abs=2e-4), run_['name']
     return table, summary
 
 
@@ -231,7 +234,9 @@ def test_precision_check_script_end_to_end(tmp_path):
     row = [line for line in table.splitlines() if line.startswith('| 0 |')]
     assert row and 'bf16: mean Δ PSNR' in table and 'control: mean Δ PSNR' in proc.stdout
     cells = [c.strip() for c in row[0].split('|')[1:-1]]
-    assert 0 < float(cells[1]) < 100 and all(abs(float(c)) < 100 for c in cells[2:4])
+    import re
+    for arm, cell in zip(('control', 'bf16'), cells[2:4]):  # one seed: the summary line's mean is that seed's Δ
+        assert float(re.search(arm + r': mean Δ PSNR ([-+\d.]+) dB', table).group(1)) == pytest.approx(float(cell))
     import yaml
     control = yaml.safe_load((tmp_path / 'p' / 'options' / 'precision_control_seed0.yml').read_text())
     fp32 = yaml.safe_load((tmp_path / 'p' / 'options' / 'precision_fp32_seed0.yml').read_text())
