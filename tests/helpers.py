@@ -109,6 +109,15 @@ def test_options(name, data_root, weights, scale=2, arch='EDSR', model_type='Mod
     }
 
 
+def load_script(name):
+    """A module loaded from scripts/<name>.py (the scripts are files, not an importable package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'scripts', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_yaml(path, opt):
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)

@@ -1,5 +1,4 @@
 """scripts/bench_step.py: end to end on a tiny configuration (no timing assertions), and its pieces."""
-import importlib.util
 import json
 import math
 import os
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import PY, REPO, run
+from helpers import PY, REPO, load_script, run
 
 SCRIPT = os.path.join(REPO, 'scripts', 'bench_step.py')
 RUN = ['--iters', '2', '--warmup', '1', '--layers', 'relu1_2', '--threads', '1', '--device', 'cpu']
@@ -18,10 +17,7 @@ TINY = ['--arch-opt', '{num_feat: 16, num_block: 2}', '--batch', '2', '--patch',
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('bench_step', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('bench_step')
 
 
 def positive(x):

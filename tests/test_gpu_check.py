@@ -1,5 +1,4 @@
 """scripts/gpu_check.py: its --cpu mode end to end (so the GPU script cannot rot), and its time budgets."""
-import importlib.util
 import json
 import os
 import sys
@@ -7,17 +6,14 @@ import tarfile
 
 import pytest
 
-from helpers import PY, REPO, run
+from helpers import PY, REPO, load_script, run
 
 SCRIPT = os.path.join(REPO, 'scripts', 'gpu_check.py')
 
 
 @pytest.fixture(scope='module')
 def gc():
-    spec = importlib.util.spec_from_file_location('gpu_check', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('gpu_check')
 
 
 def test_cpu_mode_end_to_end(tmp_path):

@@ -10,7 +10,7 @@ import yaml
 from mclir_basicsr import demo
 from mclir_basicsr.options import parse_mclir_options
 
-from helpers import PY, REPO, run, write_yaml
+from helpers import PY, REPO, load_script, run, write_yaml
 
 TRAIN = os.path.join('options', 'demo', 'train_demo_SPN.yml')
 TEST = os.path.join('options', 'demo', 'test_demo_SPN.yml')
@@ -63,10 +63,7 @@ def test_demo_pair_through_installed_basicsr_scripts(tmp_path):
 
 
 def test_bench_threads_reads_seconds_per_iteration_from_basicsr_logs():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('bench_threads', os.path.join(REPO, 'scripts', 'bench_threads.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script('bench_threads')
     head = '2026-11-29 05:00:{} INFO: '
     line = head + '[train..][epoch:  0, iter:{:>8}, lr:(9.770e-04,)] [eta: 0:01:18, time (data): 1.039 (0.021)]'
     log = '\n'.join([head.format('00,000') + 'Start training from epoch: 0, iter: 0',

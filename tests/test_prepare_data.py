@@ -2,7 +2,6 @@
 
 The script runs as a subprocess from the repo root, on a few small images in tmp folders.
 """
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO, load_script
+
 SCRIPT = os.path.join(REPO, 'scripts', 'prepare_data.py')
 SCALES = (2, 3, 4)
 CROP, STEP = 48, 24
@@ -20,13 +20,6 @@ CROP, STEP = 48, 24
 def run(*args):
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=REPO, capture_output=True, text=True,
                           timeout=600, check=False)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('prepare_data', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def matlab_bicubic(img, s):
@@ -73,7 +66,7 @@ def test_help():
 
 
 def test_crop_positions_follow_basicsr():
-    pd = load_script()
+    pd = load_script('prepare_data')
     assert pd.crop_positions(96, 48, 24, 0) == [0, 24, 48]
     assert pd.crop_positions(108, 48, 24, 0) == [0, 24, 48, 60]  # 12 px left over > thresh 0
     assert pd.crop_positions(108, 48, 24, 12) == [0, 24, 48]  # not more than thresh 12
@@ -105,7 +98,7 @@ def test_div2k_layout_counts_sizes(div2k):
 
 def test_div2k_lr_is_matlab_bicubic_and_subimages_align(div2k):
     hr_dir, out, _ = div2k
-    pd = load_script()
+    pd = load_script('prepare_data')
     for stem, (h, w) in SIZES.items():
         hr = cv2.imread(str(hr_dir / f'{stem}.png'))[:h - h % 12, :w - w % 12]
         corners = [(y, x) for y in pd.crop_positions(hr.shape[0], CROP, STEP, 0)
