@@ -10,6 +10,8 @@ this class adds:
   with a GradScaler), a non-finite guard, and the refresh of the negatives after the optimiser step;
 * the state of the negatives and of the float16 scaler, which :class:`ExactResumeMixin`
   (:mod:`mclir_basicsr.resume`) saves with every rank's RNG states and the position in the epoch;
+* schedulers: torch's (``TrueCosineAnnealingLR`` = ``CosineAnnealingLR``) next to BasicSR's three
+  (:mod:`mclir_basicsr.models.schedulers`);
 * ``test`` pads the input to a multiple of ``network_g.window_size`` (as SwinIRModel does).
 
 The plumbing around the method lives in mixins: exact resume and an RNG-neutral validation
@@ -29,17 +31,19 @@ from torch.nn import functional as F
 from mclir_basicsr.addon_runs import AtomicSaveMixin
 from mclir_basicsr.history import NegativePool
 from mclir_basicsr.models.guards import CheckpointGuardMixin, CheckpointMismatchError, NonFiniteError  # noqa: F401
+from mclir_basicsr.models.schedulers import TorchSchedulerMixin, check_scheduler
 from mclir_basicsr.options import dtype_or_none, parse_mclir_options
 from mclir_basicsr.resume import ExactResumeMixin
 
 
 @MODEL_REGISTRY.register()
-class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMixin, SRModel):
+class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMixin, TorchSchedulerMixin, SRModel):
     """SRModel with K history negatives pushed away by SPNLoss."""
 
     def __init__(self, opt):
         if opt['is_train']:
             self.mclir = parse_mclir_options(opt)  # before any network is built
+            check_scheduler(opt['train'])
         super().__init__(opt)
 
     # ------------------------------------------------------------------ set-up
