@@ -1,9 +1,18 @@
 """NegativePool: the "history" of MCLIR, K lagged copies of the network being trained.
 
-Negative k is refreshed every ``update_every[k]`` iterations (at the iterations that are
-multiples of it, after the optimiser step) from the bare, unwrapped network:
+A refresh of negative k, always from the bare, unwrapped network after the optimiser step, is
 
-    theta_k <- decay[k] * theta_k + (1 - decay[k]) * theta
+    theta_k <- d * theta_k + (1 - d) * theta
+
+and *when* it happens is the pool's schedule, one of two triggers:
+
+* :class:`PeriodicRefresh` (the paper): negative k every ``update_every[k]`` iterations (at the
+  iterations that are multiples of it), with ``d = decay[k]``;
+* :class:`AdaptiveRefresh` (the official FFA-Net code, here for any network): after a step whose
+  error statistic (by default the batch mean of each sample's standard deviation of
+  2 * (out - gt)) exceeds a threshold, one negative, round robin, with ``d = adaptive_decay``
+  (0.001: a near-total copy), at least ``min_gap`` iterations after the previous one. The
+  statistic is averaged over the ranks in DDP, so every rank takes the same decision.
 
 for parameters and floating-point buffers alike (integer buffers such as BatchNorm's
 ``num_batches_tracked`` are copied). At construction each negative starts as
@@ -35,16 +44,95 @@ def _float_and_other_tensors(module):
     return floats, others
 
 
+class PeriodicRefresh:
+    """Negative k every ``update_every[k]`` iterations, with ``decay[k]``."""
+    kind = 'periodic'
+
+    def __init__(self, update_every: Sequence[int], decay: Sequence[float]):
+        self.update_every = [int(p) for p in update_every]
+        self.decay = [float(d) for d in decay]
+
+    def due(self, current_iter, statistic=None):
+        """[(k, decay)] of the negatives to refresh after iteration ``current_iter``."""
+        return [(k, self.decay[k]) for k, period in enumerate(self.update_every) if current_iter % period == 0]
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def error_statistic(out: torch.Tensor, gt: torch.Tensor, kind: str = 'residual_std') -> torch.Tensor:
+    """The adaptive trigger's statistic of one batch, a 0-dim float32 tensor. ``residual_std``: each
+    sample's standard deviation of 2 * (out - gt) over C, H, W, averaged over the batch (the official
+    code's); ``residual_abs``: mean |out - gt|."""
+    with torch.no_grad():
+        residual = out.detach().float() - gt.float()
+        if kind == 'residual_abs':
+            return residual.abs().mean()
+        if kind != 'residual_std':
+            raise ValueError(f'unknown adaptive statistic {kind!r}: residual_std or residual_abs')
+        return (2 * residual).flatten(1).std(dim=1).mean()
+
+
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of a 0-dim tensor over the DDP ranks (the value itself when not distributed)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= torch.distributed.get_world_size()
+    return value
+
+
+class AdaptiveRefresh:
+    """One negative, round robin, with ``decay`` after a step whose statistic exceeds ``threshold``, at least
+    ``min_gap`` iterations after the previous adaptive refresh."""
+    kind = 'adaptive'
+
+    def __init__(self, num_negatives: int, threshold: float, decay: float = 0.001, min_gap: int = 1,
+                 statistic: str = 'residual_std'):
+        if min_gap < 1:
+            raise ValueError(f'min_gap must be >= 1, got {min_gap}')
+        self.num_negatives, self.threshold, self.decay = int(num_negatives), float(threshold), float(decay)
+        self.min_gap, self.statistic = int(min_gap), statistic
+        self.count, self.last_iter = 0, None  # adaptive refreshes so far, iteration of the last one
+
+    def measure(self, out, gt) -> float:
+        """The statistic of this step, averaged over the ranks (every rank gets the same number)."""
+        return float(mean_over_ranks(error_statistic(out, gt, self.statistic)))
+
+    def due(self, current_iter, statistic=None):
+        if statistic is None:
+            raise ValueError('the adaptive refresh needs the error statistic of the step')
+        if statistic <= self.threshold:
+            return []
+        if self.last_iter is not None and current_iter - self.last_iter < self.min_gap:
+            return []
+        k = self.count % self.num_negatives
+        self.count += 1
+        self.last_iter = current_iter
+        return [(k, self.decay)]
+
+    def state_dict(self):
+        return {'count': self.count, 'last_iter': self.last_iter}
+
+    def load_state_dict(self, state):
+        self.count, self.last_iter = int(state['count']), state['last_iter']
+
+
 class NegativePool:
-    """K negative models with their own refresh periods and decays."""
+    """K negative models and the schedule that refreshes them (periodic by default)."""
 
     def __init__(self, net: nn.Module, update_every: Sequence[int], decay: Sequence[float], init_decay: float = 0.1,
                  make_fresh: Optional[Callable[[], nn.Module]] = None, dtype: torch.dtype = torch.float32,
-                 autocast: Optional[torch.dtype] = None, channels_last: bool = False):
+                 autocast: Optional[torch.dtype] = None, channels_last: bool = False, schedule=None):
         if len(update_every) != len(decay) or not update_every:
             raise ValueError('update_every and decay need one entry per negative (K >= 1)')
         self.update_every = [int(p) for p in update_every]
         self.decay = [float(d) for d in decay]
+        self.schedule = schedule or PeriodicRefresh(self.update_every, self.decay)
+        self.last_statistic = None
         self.init_decay = float(init_decay)
         self.dtype = dtype
         self.autocast = autocast
@@ -94,24 +182,31 @@ class NegativePool:
             t.copy_(s)
 
     @torch.no_grad()
-    def refresh(self, k: int, net: nn.Module):
-        """theta_k <- decay_k * theta_k + (1 - decay_k) * theta, now."""
+    def refresh(self, k: int, net: nn.Module, decay: Optional[float] = None):
+        """theta_k <- d * theta_k + (1 - d) * theta, now; d = ``decay`` or the periodic ``decay[k]``."""
+        decay = self.decay[k] if decay is None else decay
         dst_f, dst_o = _float_and_other_tensors(self.negatives[k])
         src_f, src_o = _float_and_other_tensors(net)
         if len(dst_f) != len(src_f):
             raise NegativePoolStateError(f'negative {k} and the network have different tensors')
         if self.dtype != torch.float32:  # lerp in the source precision, then store
             src_f = [s.to(self.dtype) for s in src_f]
-        torch._foreach_lerp_(dst_f, src_f, 1.0 - self.decay[k])
+        torch._foreach_lerp_(dst_f, src_f, 1.0 - decay)
         for t, s in zip(dst_o, src_o):
             t.copy_(s)
         self.refreshes[k] += 1
 
-    def step(self, current_iter: int, net: nn.Module):
-        """Refresh the negatives whose period has come (call after the optimiser step)."""
-        for k, period in enumerate(self.update_every):
-            if current_iter % period == 0:
-                self.refresh(k, net)
+    def step(self, current_iter: int, net: nn.Module, out: Optional[torch.Tensor] = None,
+             gt: Optional[torch.Tensor] = None) -> List[int]:
+        """Refresh the negatives the schedule says are due (call after the optimiser step; the adaptive
+        schedule needs the step's output and ground truth). Returns the refreshed indices."""
+        statistic = None
+        if self.schedule.kind == 'adaptive':
+            statistic = self.last_statistic = self.schedule.measure(out, gt)
+        due = self.schedule.due(current_iter, statistic)
+        for k, decay in due:
+            self.refresh(k, net, decay)
+        return [k for k, _ in due]
 
     # ------------------------------------------------------------------ forward
     def _forward(self, neg, x):
@@ -166,6 +261,7 @@ class NegativePool:
             'decay': list(self.decay),
             'init_decay': self.init_decay,
             'refreshes': list(self.refreshes),
+            'schedule': {'kind': self.schedule.kind, **self.schedule.state_dict()},
             'negatives': [{k: v.detach().cpu().clone() for k, v in neg.state_dict().items()}
                           for neg in self.negatives],
         }
@@ -192,3 +288,6 @@ class NegativePool:
                     'resume with the same network_g options or start a new run')
             neg.load_state_dict(sd)
         self.refreshes = list(state.get('refreshes', self.refreshes))
+        schedule = dict(state.get('schedule') or {'kind': 'periodic'})
+        if schedule.pop('kind') == self.schedule.kind:  # a run resumed with the other trigger starts it afresh
+            self.schedule.load_state_dict(schedule)

@@ -151,6 +151,24 @@ NEGATIVES = {
     'dtype': Option('float32', one_of(*PRECISIONS),
                     'Storage dtype of the negatives\' weights (bfloat16 halves their memory).'),
     'channels_last': Option(False, boolean, 'Keep negatives in channels_last memory format.'),
+    'refresh': Option('periodic', one_of('periodic', 'adaptive'),
+                      '`periodic`: negative k is refreshed every `update_every[k]` iterations with `decay[k]`. '
+                      '`adaptive` (the official FFA-Net code\'s trigger, for any network): after a step whose error '
+                      'statistic exceeds `adaptive_threshold`, one negative, round robin, is refreshed with '
+                      '`adaptive_decay`; K is the length of `update_every`, whose periods are then unused.'),
+    'adaptive_statistic': Option('residual_std', one_of('residual_std', 'residual_abs'),
+                                 '`residual_std`: per sample, the standard deviation of 2*(out - gt) over C, H, W, '
+                                 'averaged over the batch (the official code\'s); `residual_abs`: mean |out - gt|. '
+                                 'Averaged over the ranks in DDP, so every rank refreshes together; logged as '
+                                 '`neg_statistic`.'),
+    'adaptive_threshold': Option(0.022, non_negative_float,
+                                 'Refresh when the statistic exceeds this (0.022: the official FFA-Net value).'),
+    'adaptive_decay': Option(0.001, unit_float,
+                             'theta_neg <- adaptive_decay*theta_neg + (1-adaptive_decay)*theta at an adaptive refresh '
+                             '(0.001: the official near-total copy).'),
+    'adaptive_min_gap': Option(1, positive_int,
+                               'At least this many iterations between two adaptive refreshes (1: any step may refresh, '
+                               'as the official code).'),
     'split_batch': Option(False, boolean,
                           'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives '
                           'cost one batch in total. Unbiased: the term averaged over K rotations is the full one. '
@@ -187,6 +205,40 @@ SPN = {
                             'math in oneDNN\'s native layout; README "Cost"), not on CUDA (not measured there).'),
 }
 
+CR = {
+    'type': Option('CRLoss', one_of('CRLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
+    'loss_weight': Option(0.1, non_negative_float, 'Weight of the CR term (0.1: AECR-Net\'s).'),
+    'feature': Option('vgg19', one_of(*FEATURES), 'Feature space: VGG features (AECR-Net: VGG19), or the pixels.'),
+    'layer_weights': Option({'relu1_1': 0.03125, 'relu2_1': 0.0625, 'relu3_1': 0.125, 'relu4_1': 0.25,
+                             'relu5_1': 1.0}, layer_weights,
+                            'VGG layers (BasicSR names) and their weights (AECR-Net\'s); ignored for `pixel`.'),
+    'criterion': Option('l1', one_of(*CRITERIA), 'Distance D between features.'),
+    'eps': Option(1e-7, non_negative_float, 'Added to the negative distance: D(out, gt) / (D(out, input) + eps).'),
+    'use_input_norm': Option(True, boolean, 'Normalise VGG input with ImageNet mean/std (as BasicSR).'),
+    'range_norm': Option(False, boolean, 'Map [-1, 1] images to [0, 1] before VGG (as BasicSR).'),
+    'pretrained': Option(None, optional_str, 'VGG weight file (torchvision format); as `train.spn_opt.pretrained`.'),
+    'download': Option(False, boolean, 'Allow downloading the VGG weights when no file is found (opt-in).'),
+    'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
+                       'Run the VGG passes under autocast in this dtype. Default: `train.amp`.'),
+    'channels_last': Option('auto', boolean_or_auto, 'As `train.spn_opt.channels_last`.'),
+}
+
+UNCERTAINTY = {
+    'type': Option('UncertaintyWeightedLoss', one_of('UncertaintyWeightedLoss'), 'The loss class (LOSS_REGISTRY).',
+                   required=True),
+    'loss_weight': Option(1.0, non_negative_float,
+                          'Weight of the uncertainty-weighted reconstruction term (our design, not the paper\'s: '
+                          'README, "Uncertainty-weighted loss"). Use it in place of `pixel_opt` or next to it.'),
+    'criterion': Option('l1', one_of(*CRITERIA), 'Per-pixel reconstruction criterion against gt.'),
+    'floor': Option(0.1, unit_float,
+                    'Smallest per-pixel weight (no pixel is ignored). Weights are the negatives\' spread around the '
+                    'output divided by its per-image mean, clamped to [floor, cap], without gradient.'),
+    'cap': Option(3.0, non_negative_float, 'Largest per-pixel weight (>= 1).'),
+    'save_map': Option(False, boolean,
+                       'With `val.save_img`, also save the weight map of each validation image as '
+                       '`<image>_<iter>_uncertainty.png` next to BasicSR\'s output images.'),
+}
+
 # Keys of the train section itself (the rest of it is BasicSR's).
 TRAIN = {
     'amp': Option(None, one_of('bfloat16', 'float16', optional=True),
@@ -200,17 +252,21 @@ OFFICIAL = {
     'neg_iter': 'negatives.update_every',
     'neg_decay': 'negatives.decay',
     'neg_start': 'negatives.init_decay',
+    'neg_t': 'negatives.adaptive_threshold (with refresh: adaptive)',
     'perceptual_opt': 'spn_opt (subtracted, mode: subtract)',
 }
-SECTIONS = {'train': TRAIN, 'train.negatives': NEGATIVES, 'train.spn_opt': SPN}
+SECTIONS = {'train': TRAIN, 'train.negatives': NEGATIVES, 'train.spn_opt': SPN, 'train.cr_opt': CR,
+            'train.uncertainty_opt': UNCERTAINTY}
 
 
 @dataclass
 class MCLIRConfig:
-    negatives: Optional[dict]  # None: SPN is off (ModelContrastiveModel trains as SRModel)
-    spn: Optional[dict]
+    negatives: Optional[dict]  # None: no negative models (no spn_opt, no uncertainty_opt)
+    spn: Optional[dict]  # None: SPN is off (without cr_opt / uncertainty_opt, ModelContrastiveModel trains as SRModel)
     official: bool  # built from the official fork's keys
     amp: Optional[str] = None  # train.amp: None, 'bfloat16' or 'float16'
+    cr: Optional[dict] = None  # train.cr_opt
+    uncertainty: Optional[dict] = None  # train.uncertainty_opt
 
     @property
     def spn_on(self):
@@ -218,7 +274,7 @@ class MCLIRConfig:
 
     @property
     def num_negatives(self):
-        return len(self.negatives['update_every']) if self.spn_on else 0
+        return len(self.negatives['update_every']) if self.negatives is not None else 0
 
 
 def _unknown_keys(path, given, known):
@@ -250,6 +306,8 @@ def _from_official(train):
     for old, new in (('neg_iter', 'update_every'), ('neg_decay', 'decay'), ('neg_start', 'init_decay')):
         if old in train:
             negatives[new] = train[old]
+    if 'neg_t' in train:  # only the fork's adaptive FFA-Net model reads it
+        negatives.update(refresh='adaptive', adaptive_threshold=train['neg_t'])
     percep = train.get('perceptual_opt')
     if not isinstance(percep, dict):
         _fail('train.perceptual_opt', 'a PerceptualLoss mapping (the official fork subtracts it)', percep)
@@ -272,23 +330,23 @@ def _from_official(train):
 
 def _spn_sections(train):
     """(negatives, spn_opt, their paths, official) as given, or all None when SPN is off."""
-    official = [k for k in ('neg_iter', 'neg_decay', 'neg_start') if k in train]
+    official = [k for k in ('neg_iter', 'neg_decay', 'neg_start', 'neg_t') if k in train]
     if official and ('negatives' in train or 'spn_opt' in train):
         raise MCLIROptionError(
             f'train: the official keys ({", ".join(official)}) and `negatives`/`spn_opt` are both set; '
             'use one style (see README, "Options").')
-    if official:
+    if official or 'neg_t' in train:
         if 'neg_iter' not in train:
             raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')
         negatives, spn = _from_official(train)
         return negatives, spn, 'train.neg_*', 'train.perceptual_opt', True
     if train.get('spn_opt') is None:  # absent or null, as BasicSR reads its own *_opt sections
-        if train.get('negatives'):
+        if train.get('negatives') and train.get('uncertainty_opt') is None:
             raise MCLIROptionError(
-                'train.negatives: set, but train.spn_opt is not, so no loss would use the negatives; add '
-                'train.spn_opt (e.g. {type: SPNLoss, loss_weight: 0.001}) to turn SPN on, or remove train.negatives '
-                'to train without SPN')
-        return None, None, None, None, False
+                'train.negatives: set, but neither train.spn_opt nor train.uncertainty_opt is, so no loss would use '
+                'the negatives; add train.spn_opt (e.g. {type: SPNLoss, loss_weight: 0.001}) to turn SPN on, or '
+                'remove train.negatives to train without SPN')
+        return train.get('negatives') or {}, None, 'train.negatives', None, False
     return train.get('negatives') or {}, train['spn_opt'], 'train.negatives', 'train.spn_opt', False
 
 
@@ -315,38 +373,75 @@ def _check_split_batch(opt, neg, path):
             'negatives, or set split_batch: false')
 
 
+def _check_layers(feature, weights, path):
+    names = VGG_LAYERS[feature]
+    for layer in weights:
+        if layer not in names:
+            raise MCLIROptionError(f'{path}.{layer}: not a {feature} layer{did_you_mean(layer, names)}; '
+                                   f'accepted: {", ".join(names)}')
+
+
 def _check_spn(spn, path):
     if spn['feature'] != 'pixel':
-        names = VGG_LAYERS[spn['feature']]
-        for layer in spn['layer_weights']:
-            if layer not in names:
-                raise MCLIROptionError(
-                    f'{path}.layer_weights.{layer}: not a {spn["feature"]} layer{did_you_mean(layer, names)}; '
-                    f'accepted: {", ".join(names)}')
+        _check_layers(spn['feature'], spn['layer_weights'], f'{path}.layer_weights')
     if spn['max_distance'] is not None and spn['mode'] != 'subtract':
         raise MCLIROptionError(f'{path}.max_distance: only used with mode: subtract (ratio is bounded)')
 
 
+def _check_uncertainty(section, path):
+    if section['floor'] <= 0:
+        _fail(f'{path}.floor', 'a number in (0, 1] (a floor of 0 would let pixels be ignored)', section['floor'])
+    if section['cap'] < 1:
+        _fail(f'{path}.cap', 'a number >= 1 (the weights are around 1 by construction)', section['cap'])
+
+
+def _check_cr(section, path):
+    if section['feature'] != 'pixel':
+        _check_layers(section['feature'], section['layer_weights'], f'{path}.layer_weights')
+
+
+SECTION_CHECKS = {'uncertainty_opt': _check_uncertainty, 'cr_opt': _check_cr}
+
+
 def parse_mclir_options(opt):
     """Validate the MCLIR part of a BasicSR option dict; return the normalised config. Without
-    ``train.spn_opt`` (and the official keys) SPN is off: ``negatives`` and ``spn`` are None."""
+    ``train.spn_opt`` (and the official keys) SPN is off: ``spn`` is None, and so is ``negatives`` unless
+    ``train.uncertainty_opt`` uses them."""
     if not isinstance(opt, dict):
         _fail('<options>', 'a mapping', opt)
     train = opt.get('train')
     if not isinstance(train, dict):
         _fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
     amp = TRAIN['amp'].check('train.amp', train.get('amp'))
+    cr = _optional_section(train, 'cr_opt', CR, amp)
+    uncertainty = _optional_section(train, 'uncertainty_opt', UNCERTAINTY, amp)
     given_neg, given_spn, path_neg, path_spn, official = _spn_sections(train)
-    if given_spn is None:
-        return MCLIRConfig(negatives=None, spn=None, official=False, amp=amp)
-    neg = _normalise_negatives(validate_section(path_neg, given_neg, NEGATIVES), path_neg)
-    spn = validate_section(path_spn, given_spn, SPN)
-    for section, given in ((neg, given_neg), (spn, given_spn)):  # the negatives and VGG follow train.amp
-        if 'autocast' not in (given or {}):
-            section['autocast'] = amp
+    if given_spn is None and uncertainty is None:
+        return MCLIRConfig(negatives=None, spn=None, official=False, amp=amp, cr=cr)
+    neg = _follow_amp(_normalise_negatives(validate_section(path_neg, given_neg, NEGATIVES), path_neg), given_neg, amp)
     _check_split_batch(opt, neg, path_neg)
-    _check_spn(spn, path_spn)
-    return MCLIRConfig(negatives=neg, spn=spn, official=official, amp=amp)
+    spn = None
+    if given_spn is not None:
+        spn = _follow_amp(validate_section(path_spn, given_spn, SPN), given_spn, amp)
+        _check_spn(spn, path_spn)
+    return MCLIRConfig(negatives=neg, spn=spn, official=official, amp=amp, cr=cr, uncertainty=uncertainty)
+
+
+def _follow_amp(section, given, amp):
+    """The negatives' and the VGG passes' autocast follow train.amp unless the section sets its own."""
+    if 'autocast' in section and 'autocast' not in (given or {}):
+        section['autocast'] = amp
+    return section
+
+
+def _optional_section(train, key, spec, amp):
+    """``train.<key>`` validated against ``spec``, or None when absent or null (as BasicSR's *_opt)."""
+    given = train.get(key)
+    if given is None:
+        return None
+    section = _follow_amp(validate_section(f'train.{key}', given, spec), given, amp)
+    SECTION_CHECKS[key](section, f'train.{key}')
+    return section
 
 
 # --------------------------------------------------------------------------- documentation

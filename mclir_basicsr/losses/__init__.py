@@ -1,4 +1,5 @@
 """Losses registered with BasicSR's LOSS_REGISTRY."""
+from mclir_basicsr.losses.cr_loss import CRLoss
 from mclir_basicsr.losses.spn_loss import SPNLoss
 
-__all__ = ['SPNLoss']
+__all__ = ['CRLoss', 'SPNLoss']

@@ -1,0 +1,72 @@
+"""UncertaintyWeightedLoss: a reconstruction loss weighted by where the history disagrees.
+
+MCLIR's extended version derives an uncertainty map from the negative models and weights the
+reconstruction loss with it; only its abstract is public (no formula, no code), so this is **our
+design**, stated here and in the README:
+
+    s(p)  = sqrt( mean_k mean_c (neg_k(p) - out(p))^2 )        spread of the K negatives around the output
+    r(p)  = s(p) / mean_p s(p)                                  normalised per image (mean 1)
+    w(p)  = clamp(r(p), floor, cap)                             bounded, and no pixel below ``floor``
+    L     = loss_weight * mean_{b, c, p} w(p) * criterion(out - gt)
+
+The weight is computed without gradient (a fixed per-pixel weight of this step). Pixels where the
+output has moved far from its own history, the ones the network is still unsure about, count more
+(up to ``cap`` times the average pixel); pixels where it has settled count less, but never less than
+``floor``. Because r has mean 1, the loss is on the scale of the plain criterion (exactly it when the
+negatives agree with the output everywhere: then w = 1). With split-batch negatives each sample has
+one negative, and the spread is that one's distance. :class:`~mclir_basicsr.models.ModelContrastiveModel`
+feeds the negatives' outputs it already computes for SPN: no extra forward.
+"""
+import torch
+from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
+
+from mclir_basicsr.options import UNCERTAINTY, MCLIROptionError, validate_section
+
+
+def uncertainty_weights(out: torch.Tensor, negs: torch.Tensor, floor: float = 0.1, cap: float = 3.0) -> torch.Tensor:
+    """Per-pixel weights (B, 1, H, W), no gradient. ``negs``: (K, B, C, H, W), or (B, C, H, W) for one
+    negative per sample (split batch)."""
+    with torch.no_grad():
+        out = out.detach().float()
+        negs = negs.float()
+        if negs.dim() == out.dim():
+            negs = negs.unsqueeze(0)
+        if negs.shape[1:] != out.shape:
+            raise ValueError(f'negatives of shape {tuple(negs.shape)} do not fit the output {tuple(out.shape)}')
+        spread = (negs - out).square().mean(dim=(0, 2)).sqrt().unsqueeze(1)  # (B, 1, H, W)
+        mean = spread.mean(dim=(-2, -1), keepdim=True)
+        ratio = torch.where(mean > 0, spread / mean.clamp_min(torch.finfo(spread.dtype).tiny), torch.ones_like(spread))
+        return ratio.clamp_(floor, cap)
+
+
+def _criterion(diff, criterion):
+    if criterion == 'l1':
+        return diff.abs()
+    if criterion == 'l2':
+        return diff.square()
+    return (diff.square() + 1e-12).sqrt()  # Charbonnier, eps as BasicSR's CharbonnierLoss
+
+
+@LOSS_REGISTRY.register()
+class UncertaintyWeightedLoss(nn.Module):
+    """loss_weight * mean(w * criterion(out - gt)), w from the negatives' spread (module docstring)."""
+
+    def __init__(self, loss_weight=1.0, criterion='l1', floor=0.1, cap=3.0, save_map=False, **unknown):
+        super().__init__()
+        opt = validate_section('train.uncertainty_opt', dict(  # unknown keys: an error with a "did you mean"
+            unknown, type='UncertaintyWeightedLoss', loss_weight=loss_weight, criterion=criterion, floor=floor, cap=cap,
+            save_map=save_map), UNCERTAINTY)
+        if not 0 < opt['floor'] <= 1 <= opt['cap']:
+            raise MCLIROptionError(f'train.uncertainty_opt: expected 0 < floor <= 1 <= cap, got floor {floor}, '
+                                   f'cap {cap}')
+        self.loss_weight, self.criterion = opt['loss_weight'], opt['criterion']
+        self.floor, self.cap, self.save_map = opt['floor'], opt['cap'], opt['save_map']
+
+    def weights(self, out, negs):
+        return uncertainty_weights(out, negs, self.floor, self.cap)
+
+    def forward(self, out, gt, negs):
+        """The weighted reconstruction loss of ``out`` against ``gt``; ``negs`` as :func:`uncertainty_weights`."""
+        w = self.weights(out, negs).to(out.dtype)
+        return self.loss_weight * (w * _criterion(out - gt, self.criterion)).mean()
