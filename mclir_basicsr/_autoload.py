@@ -26,7 +26,8 @@ def activate():
     if _ACTIVE:
         return
     _ACTIVE = True
-    import mclir_basicsr.losses  # noqa: F401  (the decorators register)
+    import mclir_basicsr.archs  # noqa: F401  (the decorators register)
+    import mclir_basicsr.losses  # noqa: F401
     import mclir_basicsr.models  # noqa: F401
     compat.apply()  # after the registration: it tells add-on runs by their registered model_type
 
