@@ -23,6 +23,20 @@ Subcommands
                ``--out`` (default ``datasets``), ``<Name>/GTmod{s}/<stem>.png`` (HR mod-cropped to a multiple
                of ``s``) and ``<Name>/LRbicx{s}/<stem>.png`` (its MATLAB-bicubic LR) for each scale.
 
+``hazy``       Synthesise a small paired dehazing set (no download) from the photos scikit-image ships, the
+               demo's photos (``mclir_basicsr.demo.TRAIN_PHOTOS`` for training tiles, ``VAL_PHOTOS`` held out for
+               validation), with the atmospheric scattering model ``I = J * t + A * (1 - t)``, ``t = exp(-beta * d)``:
+               per image a smooth random depth ``d`` in [0, 1] (a vertical gradient plus a few Gaussian blobs), a
+               random ``beta`` (``--beta``) and airlight ``A`` (``--airlight``, each channel tinted by up to
+               ``--tint``). Writes ``<out>/{train,val}/{gt,lq}/<name>.png`` (same names: PairedImageDataset with
+               ``filename_tmpl: '{}'``) and ``<out>/params.csv`` (beta and A of every image). Byte-identical for a
+               given ``--seed``: image ``i`` draws from ``numpy.random.default_rng([seed, i])``.
+``reside``     Turn a RESIDE folder into the paired layout: ITS (``<root>/hazy/<id>_<k>_<beta>.png`` and
+               ``<root>/clear/<id>.png``), SOTS indoor/outdoor (``<root>/hazy/<id>_<k>.png`` and ``<root>/gt/<id>.png``
+               or ``clear/``) -> ``<out>/lq/<hazy stem>.png`` and ``<out>/gt/<hazy stem>.png``. PNG inputs are
+               symlinked; a clear image larger than its hazy one (SOTS indoor: 640x480 vs 620x460) is written
+               center-cropped to the hazy size, as FFA-Net's loader crops it; a JPEG input is written as PNG.
+
 LR images are made as BasicSR's ``scripts/data_preparation/generate_bicubic_img.py`` does: the image read
 with ``cv2.imread`` (BGR, 3 channels), scaled to float32 ``[0, 1]``, resized with the MATLAB-compatible
 ``basicsr.utils.matlab_functions.imresize(img, 1 / s)`` (antialiasing on), then ``clip(round(x * 255))`` to
@@ -261,18 +275,229 @@ def cmd_benchmark(args):
               f'{os.path.join(root, f"LRbicx{s}")}', flush=True)
 
 
+# -------------------------------------------------------------------------------------------------- hazy
+HAZY_BLOBS = 3  # Gaussian blobs added to the depth gradient
+
+
+def depth_map(rng, h, w):
+    """Smooth synthetic depth in [0, 1]: a gradient in a random direction plus a few random Gaussian blobs."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    yy, xx = yy / max(h - 1, 1), xx / max(w - 1, 1)
+    angle = rng.uniform(0, 2 * np.pi)
+    depth = np.cos(angle) * xx + np.sin(angle) * yy
+    for _ in range(HAZY_BLOBS):
+        cy, cx, sigma = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.1, 0.4)
+        depth += rng.uniform(-1, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+    depth -= depth.min()
+    return depth / max(depth.max(), 1e-8)
+
+
+def add_haze(img, rng, beta_range, air_range, tint):
+    """Hazy version of a uint8 BGR image: I = J * t + A * (1 - t), t = exp(-beta * depth).
+    Returns (hazy uint8 BGR, beta, airlight RGB)."""
+    beta = rng.uniform(*beta_range)
+    air_rgb = np.clip(rng.uniform(*air_range) + rng.uniform(-tint, tint, 3), 0, 1)
+    t = np.exp(-beta * depth_map(rng, *img.shape[:2]))[..., None]
+    hazy = img.astype(np.float64) / 255. * t + air_rgb[::-1] * (1 - t)
+    return np.clip(np.round(hazy * 255.), 0, 255).astype(np.uint8), beta, air_rgb
+
+
+def hazy_sources(tile, val_size):
+    """[(split, name, clear uint8 BGR image)]: tiles of the demo's training photos, centre crops of its
+    held-out validation photos, in a fixed order."""
+    from mclir_basicsr.demo import TRAIN_PHOTOS, VAL_PHOTOS, _photo
+    items = []
+    for photo in TRAIN_PHOTOS:
+        img = _photo(photo)
+        for y in range(0, img.shape[0] - tile + 1, tile):
+            for x in range(0, img.shape[1] - tile + 1, tile):
+                items.append(('train', f'{photo}_{y:04d}_{x:04d}', img[y:y + tile, x:x + tile]))
+    vh, vw = val_size
+    for photo in VAL_PHOTOS:
+        img = _photo(photo)
+        if img.shape[0] < vh or img.shape[1] < vw:
+            raise PrepError(f'--val-size {vh} {vw} is larger than the validation photo {photo} '
+                            f'({img.shape[0]}x{img.shape[1]})')
+        y, x = (img.shape[0] - vh) // 2, (img.shape[1] - vw) // 2
+        items.append(('val', photo, img[y:y + vh, x:x + vw]))
+    return items
+
+
+def write_png_cv2(img, path):
+    """PNG through OpenCV alone (no torch import): same bytes for the same image."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not cv2.imwrite(path, np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+        raise PrepError(f'cannot write image {path}')
+
+
+def cmd_hazy(args):
+    out = args.out
+    folders = [os.path.join(out, split) for split in ('train', 'val')]
+    check_outputs(folders + [os.path.join(out, 'params.csv')], args.overwrite)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)  # --overwrite: no stale images of other settings
+    items = hazy_sources(args.tile, args.val_size)
+    rows = ['split,name,beta,airlight_r,airlight_g,airlight_b']
+    for i, (split, name, clear) in enumerate(items):
+        hazy, beta, air = add_haze(clear, np.random.default_rng([args.seed, i]), args.beta, args.airlight, args.tint)
+        write_png_cv2(clear, os.path.join(out, split, 'gt', f'{name}.png'))
+        write_png_cv2(hazy, os.path.join(out, split, 'lq', f'{name}.png'))
+        rows.append(f'{split},{name},{beta:.6f},' + ','.join(f'{a:.6f}' for a in air))
+    with open(os.path.join(out, 'params.csv'), 'w') as f:
+        f.write('\n'.join(rows) + '\n')
+    n_train = sum(1 for split, _, _ in items if split == 'train')
+    print(f'[hazy] wrote {n_train} training tiles ({args.tile}x{args.tile}) to {folders[0]} and '
+          f'{len(items) - n_train} validation images ({args.val_size[0]}x{args.val_size[1]}) to {folders[1]}; '
+          f'beta {args.beta[0]}-{args.beta[1]}, airlight {args.airlight[0]}-{args.airlight[1]} '
+          f'(tint {args.tint}), seed {args.seed}', flush=True)
+
+
+def add_hazy_parser(sub):
+    p = sub.add_parser('hazy', help='synthetic paired dehazing set from scikit-image photos (no download)',
+                       description='Synthetic hazy/clear pairs from the photos scikit-image ships (the demo\'s '
+                                   'training and held-out photos), I = J*t + A*(1-t), t = exp(-beta*depth): '
+                                   'OUT/{train,val}/{gt,lq}/<name>.png and OUT/params.csv.')
+    p.add_argument('--out', required=True, help='output root, e.g. datasets/hazy_skimage')
+    p.add_argument('--seed', type=int, default=0, help='random seed (default: 0); same seed, same bytes')
+    p.add_argument('--beta', type=float, nargs=2, default=[0.6, 1.8], metavar=('MIN', 'MAX'),
+                   help='scattering coefficient range, one draw per image (default: 0.6 1.8, as RESIDE ITS)')
+    p.add_argument('--airlight', type=float, nargs=2, default=[0.7, 1.0], metavar=('MIN', 'MAX'),
+                   help='airlight range, one draw per image (default: 0.7 1.0, as RESIDE ITS)')
+    p.add_argument('--tint', type=float, default=0.03,
+                   help='each channel of the airlight moves by up to +-TINT (default: 0.03; 0 = grey)')
+    p.add_argument('--tile', type=int, default=96, help='training tile size (default: 96)')
+    p.add_argument('--val-size', type=int, nargs=2, default=[256, 384], metavar=('H', 'W'),
+                   help='validation centre-crop size (default: 256 384)')
+    p.add_argument('--overwrite', action='store_true', help='replace earlier outputs in OUT')
+    p.set_defaults(func=cmd_hazy)
+
+
+def check_hazy_args(parser, args):
+    if not (0 <= args.beta[0] <= args.beta[1]):
+        parser.error(f'--beta: expected 0 <= MIN <= MAX, got {args.beta[0]} {args.beta[1]}')
+    if not (0 <= args.airlight[0] <= args.airlight[1] <= 1):
+        parser.error(f'--airlight: expected 0 <= MIN <= MAX <= 1, got {args.airlight[0]} {args.airlight[1]}')
+    if args.tint < 0 or args.tile < 1 or min(args.val_size) < 1:
+        parser.error('--tint must be >= 0, --tile and --val-size >= 1')
+
+
+# ------------------------------------------------------------------------------------------------ reside
+CLEAR_DIRS = ('clear', 'gt')
+
+
+def clear_folder(root, clear):
+    """The folder of clear images: --clear, else <root>/clear or <root>/gt (the first that exists)."""
+    if clear:
+        if not os.path.isdir(clear):
+            raise PrepError(f'clear folder not found: {clear}')
+        return clear
+    for name in CLEAR_DIRS:
+        if os.path.isdir(os.path.join(root, name)):
+            return os.path.join(root, name)
+    raise PrepError(f'no clear-image folder in {root}: expected {" or ".join(CLEAR_DIRS)}/ (or pass --clear)')
+
+
+def reside_pairs(hazy_dir, clear_dir):
+    """[(hazy path, clear path, hazy stem)]: hazy <id>_<k>[_<beta>].ext pairs with clear <id>.ext."""
+    clear = {os.path.splitext(n)[0]: n for n in list_images(clear_dir, 'clear')}
+    pairs = []
+    for name in list_images(hazy_dir, 'hazy'):
+        stem = os.path.splitext(name)[0]
+        clear_id = stem.split('_')[0]
+        if clear_id not in clear:
+            raise PrepError(f'no clear image for hazy image {os.path.join(hazy_dir, name)}: expected '
+                            f'{os.path.join(clear_dir, clear_id)}.png (or another image extension)')
+        pairs.append((os.path.join(hazy_dir, name), os.path.join(clear_dir, clear[clear_id]), stem))
+    return pairs
+
+
+def image_size(path):
+    """(width, height) from the file header."""
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except OSError as e:
+        raise PrepError(f'cannot read image (missing, corrupt or unsupported format): {path} ({e})') from None
+
+
+def center_crop(img, h, w):
+    """torchvision's CenterCrop (FFA-Net's loader): top = round((H - h) / 2), left = round((W - w) / 2)."""
+    top, left = int(round((img.shape[0] - h) / 2.)), int(round((img.shape[1] - w) / 2.))
+    return img[top:top + h, left:left + w]
+
+
+def link_or_png(src, dst, size=None):
+    """Symlink a PNG as is; otherwise (another format, or a `size` to center-crop to) write a PNG."""
+    if size is None and src.lower().endswith('.png'):
+        os.symlink(os.path.abspath(src), dst)
+        return 'linked'
+    img = read_image(src)
+    if size is not None:
+        img = center_crop(img, size[1], size[0])
+    write_png_cv2(img, dst)
+    return 'cropped' if size is not None else 'converted'
+
+
+def reside_pair(hazy, clear, stem, out):
+    """Write one pair; return the (lq, gt) actions: linked, cropped or converted."""
+    hazy_size, clear_size = image_size(hazy), image_size(clear)
+    if clear_size[0] < hazy_size[0] or clear_size[1] < hazy_size[1]:
+        raise PrepError(f'clear image {clear} ({clear_size[0]}x{clear_size[1]}) is smaller than hazy image '
+                        f'{hazy} ({hazy_size[0]}x{hazy_size[1]})')
+    lq = link_or_png(hazy, os.path.join(out, 'lq', f'{stem}.png'))
+    gt = link_or_png(clear, os.path.join(out, 'gt', f'{stem}.png'), None if clear_size == hazy_size else hazy_size)
+    return lq, gt
+
+
+def cmd_reside(args):
+    hazy_dir = args.hazy or os.path.join(args.root, 'hazy')
+    pairs = reside_pairs(hazy_dir, clear_folder(args.root, args.clear))
+    folders = [os.path.join(args.out, 'gt'), os.path.join(args.out, 'lq')]
+    check_outputs(folders, args.overwrite)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+    counts = {}
+    for i, (hazy, clear, stem) in enumerate(pairs, 1):
+        for kind, action in zip(('lq', 'gt'), reside_pair(hazy, clear, stem, args.out)):
+            counts[(kind, action)] = counts.get((kind, action), 0) + 1
+        if i % 1000 == 0:
+            print(f'[reside] {i}/{len(pairs)}', flush=True)
+    done = ', '.join(f'{kind} {action} {n}' for (kind, action), n in sorted(counts.items()))
+    n_clear = len({clear for _, clear, _ in pairs})
+    print(f'[reside] {len(pairs)} pairs ({n_clear} clear images) from {hazy_dir} -> {folders[0]}, {folders[1]} '
+          f'({done})', flush=True)
+
+
+def add_reside_parser(sub):
+    p = sub.add_parser('reside', help='RESIDE (ITS / SOTS) -> paired OUT/{gt,lq}/<hazy stem>.png',
+                       description='RESIDE ITS (ROOT/hazy/<id>_<k>_<beta>.png, ROOT/clear/<id>.png) or SOTS '
+                                   '(ROOT/hazy/<id>_<k>.png, ROOT/gt/<id>.png) -> OUT/lq/<hazy stem>.png and '
+                                   'OUT/gt/<hazy stem>.png: PNGs symlinked, a larger clear image written '
+                                   'center-cropped to the hazy size (as FFA-Net), other formats written as PNG.')
+    p.add_argument('--root', required=True, help='RESIDE folder holding hazy/ and clear/ (or gt/)')
+    p.add_argument('--out', required=True, help='output root, e.g. datasets/RESIDE/ITS_paired')
+    p.add_argument('--hazy', default=None, help='hazy folder (default: ROOT/hazy)')
+    p.add_argument('--clear', default=None, help='clear folder (default: ROOT/clear, else ROOT/gt)')
+    p.add_argument('--overwrite', action='store_true', help='replace earlier OUT/gt and OUT/lq')
+    p.set_defaults(func=cmd_reside)
+
+
 # ------------------------------------------------------------------------------------------------ main
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='prepare_data.py', formatter_class=argparse.RawDescriptionHelpFormatter,
-        description='Prepare DIV2K training sub-images (+ bicubic LR, meta info, LMDB) and SR benchmark '
-                    'test sets in the layouts BasicSR option files use.',
+        description='Prepare DIV2K training sub-images (+ bicubic LR, meta info, LMDB), SR benchmark test sets, '
+                    'a synthetic hazy set and RESIDE dehazing pairs in the layouts BasicSR option files use.',
         epilog='examples:\n'
                '  python scripts/prepare_data.py div2k --hr datasets/DIV2K/DIV2K_train_HR --out datasets/DIV2K '
                '--scales 2 3 4 --lmdb\n'
                '  python scripts/prepare_data.py benchmark --name Set5 --hr path/to/Set5/HR --scales 2 3 4 '
-               '--out datasets')
-    sub = parser.add_subparsers(dest='command', required=True, metavar='{div2k,benchmark}')
+               '--out datasets\n'
+               '  python scripts/prepare_data.py hazy --out datasets/hazy_skimage --seed 0\n'
+               '  python scripts/prepare_data.py reside --root datasets/RESIDE/ITS --out datasets/RESIDE/ITS_paired')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='{div2k,benchmark,hazy,reside}')
 
     def common(p):
         p.add_argument('--hr', required=True, help='folder of HR images (png/jpg/bmp/tif ...)')
@@ -310,14 +535,18 @@ def build_parser():
     p.add_argument('--name', required=True, help='test set name: Set5, Set14, B100, Urban100, Manga109 ...')
     p.add_argument('--out', default='datasets', help='output root (default: datasets)')
     p.set_defaults(func=cmd_benchmark)
+    add_hazy_parser(sub)
+    add_reside_parser(sub)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if any(s < 1 for s in args.scales):
+    if any(s < 1 for s in getattr(args, 'scales', ())):
         parser.error('--scales must be positive integers')
+    if args.command == 'hazy':
+        check_hazy_args(parser, args)
     if args.command == 'div2k' and (args.crop_size < 1 or args.step < 1 or args.thresh_size < 0):
         parser.error('--crop-size and --step must be >= 1, --thresh-size >= 0')
     try:
