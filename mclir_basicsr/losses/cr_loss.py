@@ -1,0 +1,115 @@
+"""CRLoss: the contrastive regularisation of AECR-Net (Wu et al., CVPR 2021, "Contrastive Learning for
+Compact Single Image Dehazing"), a task-oriented contrastive baseline for MCLIR.
+
+    L = lambda * sum_l w_l * D(phi_l(out), phi_l(gt)) / (D(phi_l(out), phi_l(input)) + eps)
+
+The positive is the ground truth, the negative the degraded input. D is the criterion's mean over the
+whole batch (``l1``: mean |a - b| over all samples and elements), so each layer's term is a ratio of
+batch means, as AECR-Net computes it (not a mean of per-sample ratios). phi is VGG19 features
+(AECR-Net: relu1_1 ... relu5_1 with weights 1/32, 1/16, 1/8, 1/4, 1; BasicSR layer names, weights from
+a local torchvision file, :mod:`mclir_basicsr.losses.vgg`) or the pixels themselves (``feature: pixel``,
+one "layer" of weight 1). The output's features are computed once, with gradient; the ground truth's
+and the input's in one batched pass without gradient.
+
+When the input's spatial size differs from the output's (super-resolution), the input is resized to
+the output's size with ``torch.nn.functional.interpolate(mode='bicubic', align_corners=False)`` and
+clamped to the data range ([0, 1], or [-1, 1] with ``range_norm``): the negative is the upscaled
+degraded image. Scale-1 tasks (dehazing, denoising) use the input as it is.
+
+BasicSR's SRModel calls its losses with (output, gt) only; ModelContrastiveModel passes the input
+too (``train.cr_opt``), with or without SPN.
+"""
+import torch
+from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
+from torch.nn import functional as F
+
+from mclir_basicsr.losses.spn_loss import SPNLoss
+from mclir_basicsr.losses.vgg import VGGFeatures, VGGWeightsNotFound
+from mclir_basicsr.options import CR, SECTION_CHECKS, dtype_or_none, validate_section
+
+
+def batch_distance(a, b, criterion):
+    """Mean over the whole batch of criterion(a - b): l1, l2 (squared error) or Charbonnier (eps 1e-12,
+    as BasicSR's CharbonnierLoss)."""
+    diff = a - b
+    if criterion == 'l1':
+        return diff.abs().mean()
+    if criterion == 'l2':
+        return diff.square().mean()
+    return (diff.square() + 1e-12).sqrt().mean()
+
+
+def match_input(lq, out, range_norm=False):
+    """The degraded input as a negative for ``out``: checked, and bicubic-resized (clamped to the data
+    range) when its spatial size differs from the output's."""
+    if lq.dim() != 4 or out.dim() != 4:
+        raise ValueError(f'CRLoss: expected (N, C, H, W) tensors, got input {tuple(lq.shape)} and output '
+                         f'{tuple(out.shape)}')
+    if lq.shape[:2] != out.shape[:2]:
+        raise ValueError(f'CRLoss: the input {tuple(lq.shape)} and the output {tuple(out.shape)} differ in batch '
+                         'size or channels; the degraded input is the negative and must be an image like the output')
+    if lq.shape[-2:] == out.shape[-2:]:
+        return lq
+    x = lq if lq.dtype in (torch.float32, torch.float64) else lq.float()
+    resized = F.interpolate(x, size=out.shape[-2:], mode='bicubic', align_corners=False)
+    return resized.clamp(-1 if range_norm else 0, 1).to(lq.dtype)
+
+
+def _vgg(*args):
+    """VGGFeatures; a missing weight file's message names this loss and its option section."""
+    try:
+        return VGGFeatures(*args)
+    except VGGWeightsNotFound as e:  # vgg.py words it for SPNLoss / train.spn_opt
+        raise VGGWeightsNotFound(str(e).replace('SPNLoss', 'CRLoss').replace('train.spn_opt', 'train.cr_opt')) \
+            from None
+
+
+@LOSS_REGISTRY.register()
+class CRLoss(nn.Module):
+    """The CR term; every argument is documented in :mod:`mclir_basicsr.options` (README, "Options")."""
+
+    # The feature space is SPNLoss's (pixels, or VGG with its autocast and channels_last handling).
+    phi = SPNLoss.phi
+    use_channels_last = SPNLoss.use_channels_last
+
+    def __init__(self, loss_weight=CR['loss_weight'].default, feature=CR['feature'].default,
+                 layer_weights=CR['layer_weights'].default, criterion=CR['criterion'].default, eps=CR['eps'].default,
+                 use_input_norm=True, range_norm=False, pretrained=None, download=False, autocast=None,
+                 channels_last=CR['channels_last'].default, **unknown):
+        super().__init__()
+        cfg = validate_section('cr_opt', dict(  # unknown keys: an MCLIROptionError with a "did you mean"
+            unknown, type='CRLoss', loss_weight=loss_weight, feature=feature, layer_weights=layer_weights,
+            criterion=criterion, eps=eps, use_input_norm=use_input_norm, range_norm=range_norm,
+            pretrained=pretrained, download=download, autocast=autocast, channels_last=channels_last), CR)
+        SECTION_CHECKS['cr_opt'](cfg, 'cr_opt')  # layer names of the chosen VGG
+        self.cfg = cfg
+        self.loss_weight, self.criterion, self.eps = cfg['loss_weight'], cfg['criterion'], cfg['eps']
+        self.range_norm, self.channels_last = cfg['range_norm'], cfg['channels_last']
+        self.autocast = dtype_or_none(cfg['autocast'])
+        if cfg['feature'] == 'pixel':
+            self.features, self.layer_weights = None, {'pixel': 1.0}
+        else:
+            self.layer_weights = dict(cfg['layer_weights'])
+            self.features = _vgg(cfg['feature'], list(self.layer_weights), cfg['use_input_norm'], range_norm,
+                                 pretrained, download)
+            if self.autocast is not None:  # autocast re-casts frozen fp32 weights at every call
+                self.features.body.to(self.autocast)
+
+    def forward(self, out, gt, lq):
+        """The CR term (a scalar): out (N, C, H, W) with gradient, gt like out, lq the degraded input
+        (N, C, h, w), resized to out's size when h, w differ."""
+        if gt.shape != out.shape:
+            raise ValueError(f'CRLoss: the ground truth {tuple(gt.shape)} and the output {tuple(out.shape)} differ')
+        neg = match_input(lq, out, self.range_norm)
+        with torch.no_grad():
+            refs = self.phi(torch.cat([gt, neg.to(gt.dtype)]))
+        feats = self.phi(out)
+        n = out.shape[0]
+        total = 0
+        for layer, w in self.layer_weights.items():
+            f, pos, negative = feats[layer], refs[layer][:n], refs[layer][n:]
+            d_pos = batch_distance(f, pos, self.criterion)
+            d_neg = batch_distance(f, negative, self.criterion)
+            total = total + w * d_pos / (d_neg + self.eps)
+        return self.loss_weight * total
