@@ -4,32 +4,40 @@ Works with any network in ARCH_REGISTRY, for SR (x2/x3/x4) and scale-1 restorati
 Validation, metrics, EMA, schedulers, logging and the checkpoint format are SRModel's. What
 this class adds:
 
-* ``init_training_settings``: validates the MCLIR options, builds the NegativePool and SPNLoss
-  (without ``train.spn_opt`` SPN is off and the step is SRModel's);
-* ``optimize_parameters``: ``L = L_pix (+ L_percep) + L_spn`` under ``train.amp``'s autocast (float16
-  with a GradScaler), a non-finite guard, and the refresh of the negatives after the optimiser step;
-* the state of the negatives and of the float16 scaler, which :class:`ExactResumeMixin`
-  (:mod:`mclir_basicsr.resume`) saves with every rank's RNG states and the position in the epoch;
+* ``init_training_settings``: validates the MCLIR options, builds the NegativePool (its schedule:
+  periodic or adaptive, :mod:`mclir_basicsr.history`), SPNLoss, and the optional CRLoss and
+  UncertaintyWeightedLoss (without ``train.spn_opt``, ``cr_opt`` and ``uncertainty_opt`` the step is
+  SRModel's);
+* ``optimize_parameters``: ``L = L_pix (+ L_percep) + L_spn (+ L_uncertainty) (+ L_cr)`` under
+  ``train.amp``'s autocast (float16 with a GradScaler), a non-finite guard, and the refresh of the
+  negatives after the optimiser step (the adaptive trigger's statistic and refreshes are logged);
+  the negatives' outputs of the step feed SPN and the uncertainty weights alike (one pass);
+* the state of the negatives (and their schedule) and of the float16 scaler, which
+  :class:`ExactResumeMixin` (:mod:`mclir_basicsr.resume`) saves with every rank's RNG states and the
+  position in the epoch;
 * schedulers: torch's (``TrueCosineAnnealingLR`` = ``CosineAnnealingLR``) next to BasicSR's three
   (:mod:`mclir_basicsr.models.schedulers`);
-* ``test`` pads the input to a multiple of ``network_g.window_size`` (as SwinIRModel does).
+* ``test`` pads the input to a multiple of ``network_g.window_size`` (as SwinIRModel does); with
+  ``uncertainty_opt.save_map`` validation also saves each image's uncertainty weight map.
 
 The plumbing around the method lives in mixins: exact resume and an RNG-neutral validation
 (:mod:`mclir_basicsr.resume`), checkpoint guards (:mod:`mclir_basicsr.models.guards`), atomic saves
 (:mod:`mclir_basicsr.addon_runs`).
 """
+import contextlib
+import os
 from collections import OrderedDict
 
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger
+from basicsr.utils import get_root_logger, imwrite
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn import functional as F
 
 from mclir_basicsr.addon_runs import AtomicSaveMixin
-from mclir_basicsr.history import NegativePool
+from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.models.guards import CheckpointGuardMixin, CheckpointMismatchError, NonFiniteError  # noqa: F401
 from mclir_basicsr.models.schedulers import TorchSchedulerMixin, check_scheduler
 from mclir_basicsr.options import dtype_or_none, parse_mclir_options
@@ -48,37 +56,61 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
 
     # ------------------------------------------------------------------ set-up
     def init_training_settings(self):
-        train_opt = self.opt['train']
-        if self.mclir.official:  # the fork subtracts its perceptual_opt: it is the SPN term here
-            official_percep = train_opt.pop('perceptual_opt')
-        try:
+        with self._srmodel_losses():
             super().init_training_settings()
-        finally:
-            if self.mclir.official:
-                train_opt['perceptual_opt'] = official_percep
         self.amp = dtype_or_none(self.mclir.amp)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.amp_skipped = 0
-        self.negatives, self.cri_spn = None, None
-        if self.mclir.spn_on:
-            self._build_spn()
-        else:
+        cfg = self.mclir
+        self.cri_spn = build_loss(dict(cfg.spn)).to(self.device) if cfg.spn_on else None
+        self.cri_cr = build_loss(dict(cfg.cr)).to(self.device) if cfg.cr is not None else None
+        self.cri_uncertainty = build_loss(dict(cfg.uncertainty)).to(self.device) if cfg.uncertainty else None
+        self.negatives = self._build_negatives() if cfg.negatives is not None else None
+        if not (cfg.spn_on or cfg.cr or cfg.uncertainty):
             get_root_logger().info(f'MCLIR: SPN is off (no train.spn_opt): training as SRModel'
-                                   f'{", amp " + self.mclir.amp if self.amp else ""}.')
+                                   f'{", amp " + cfg.amp if self.amp else ""}.')
 
-    def _build_spn(self):
+    @contextlib.contextmanager
+    def _srmodel_losses(self):
+        """SRModel's set-up, minus what the add-on owns: the official fork's perceptual_opt is the SPN term (not a
+        perceptual loss), and a run whose only reconstruction loss is the add-on's (e.g. uncertainty_opt without
+        pixel_opt) must not hit SRModel's 'Both pixel and perceptual losses are None'."""
+        train_opt = self.opt['train']
+        official_percep = train_opt.pop('perceptual_opt') if self.mclir.official else None
+        add_on_only = not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt') and (
+            self.mclir.spn_on or self.mclir.cr or self.mclir.uncertainty)
+        if add_on_only:  # built, then dropped: SRModel only checks that one of its losses exists
+            train_opt['pixel_opt'] = {'type': 'L1Loss'}
+        try:
+            yield
+        finally:
+            if add_on_only:
+                train_opt.pop('pixel_opt')
+                self.cri_pix = None
+            if official_percep is not None:
+                train_opt['perceptual_opt'] = official_percep
+
+    def _build_negatives(self):
         neg = self.mclir.negatives
-        self.negatives = NegativePool(
+        schedule = None
+        if neg['refresh'] == 'adaptive':
+            schedule = AdaptiveRefresh(len(neg['update_every']), neg['adaptive_threshold'], neg['adaptive_decay'],
+                                       neg['adaptive_min_gap'], neg['adaptive_statistic'])
+        pool = NegativePool(
             self.get_bare_model(self.net_g), neg['update_every'], neg['decay'], neg['init_decay'],
             make_fresh=lambda: build_network(self.opt['network_g']), dtype=getattr(torch, neg['dtype']),
-            autocast=dtype_or_none(neg['autocast']), channels_last=neg['channels_last'])
-        self.negatives.broadcast(src=0)  # DDP synced net_g; the fresh initial blends differ per rank
-        self.cri_spn = build_loss(dict(self.mclir.spn)).to(self.device)
+            autocast=dtype_or_none(neg['autocast']), channels_last=neg['channels_last'], schedule=schedule)
+        pool.broadcast(src=0)  # DDP synced net_g; the fresh initial blends differ per rank
+        when = (f'adaptive ({neg["adaptive_statistic"]} > {neg["adaptive_threshold"]}, decay {neg["adaptive_decay"]}, '
+                f'min gap {neg["adaptive_min_gap"]})' if schedule else f'update_every={neg["update_every"]}, '
+                f'decay={neg["decay"]}')
+        spn = self.mclir.spn
         get_root_logger().info(
-            f'MCLIR: {len(self.negatives)} negative model(s), update_every={neg["update_every"]}, '
-            f'decay={neg["decay"]}, init_decay={neg["init_decay"]}, split_batch={neg["split_batch"]}; '
-            f'SPN: feature={self.mclir.spn["feature"]}, mode={self.mclir.spn["mode"]}, '
-            f'loss_weight={self.mclir.spn["loss_weight"]}; amp={self.mclir.amp}')
+            f'MCLIR: {len(pool)} negative model(s), {when}, init_decay={neg["init_decay"]}, '
+            f'split_batch={neg["split_batch"]}; SPN: '
+            + (f'feature={spn["feature"]}, mode={spn["mode"]}, loss_weight={spn["loss_weight"]}' if spn else 'off')
+            + f'; uncertainty loss: {"on" if self.cri_uncertainty else "off"}; amp={self.mclir.amp}')
+        return pool
 
     # ------------------------------------------------------------------ training step
     def optimize_parameters(self, current_iter):
@@ -86,12 +118,10 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             self.output = self.net_g(self.lq)
             l_total, loss_dict = self._reconstruction_losses()
-            if self.negatives is not None:
-                l_spn, distances = self._spn_term(current_iter)
-                loss_dict['l_spn'] = l_spn
-                l_total = l_total + l_spn
-                for k, d in enumerate(distances):
-                    loss_dict[f'd_neg{k}'] = d
+            for name, term in self._add_on_terms(current_iter):
+                loss_dict[name] = term
+                if name.startswith('l_'):
+                    l_total = l_total + term
         self._stop_if_not_finite(l_total, loss_dict, current_iter)
         self._backward_and_step(l_total)
 
@@ -102,7 +132,41 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
         if self.negatives is not None:
-            self.negatives.step(current_iter, self.get_bare_model(self.net_g))
+            self._refresh_negatives(current_iter)
+
+    def _add_on_terms(self, current_iter):
+        """(name, value) of the add-on's loss terms (``l_*``, summed into the loss) and logged distances."""
+        if self.negatives is not None:
+            negs, owners = self._negative_outputs(current_iter)
+            if self.cri_spn is not None:
+                l_spn, distances = self.cri_spn(self.output, negs, self.gt, owners=owners,
+                                                num_negatives=len(self.negatives))
+                yield 'l_spn', l_spn
+                yield from ((f'd_neg{k}', d) for k, d in enumerate(distances))
+            if self.cri_uncertainty is not None:
+                yield 'l_uncertainty', self.cri_uncertainty(self.output, self.gt, negs)
+        if self.cri_cr is not None:
+            yield 'l_cr', self.cri_cr(self.output, self.gt, self.lq)
+
+    def _negative_outputs(self, current_iter):
+        """The negatives' outputs for this batch: (K, B, ...) and owners None, or with split batch (B, ...) and
+        the owners, sample i meeting negative (i + iter) mod K; the rotation comes from the iteration, so it is
+        the same on every rank and after a resume."""
+        if self.mclir.negatives['split_batch']:
+            return self.negatives.split(self.lq, rotation=current_iter % len(self.negatives))
+        return self.negatives(self.lq), None
+
+    def _refresh_negatives(self, current_iter):
+        refreshed = self.negatives.step(current_iter, self.get_bare_model(self.net_g), self.output, self.gt)
+        if self.negatives.schedule.kind != 'adaptive':
+            return
+        self.log_dict['neg_statistic'] = self.negatives.last_statistic
+        self.log_dict['neg_refreshes'] = self.negatives.schedule.count
+        if refreshed:
+            get_root_logger().info(
+                f'MCLIR: iteration {current_iter}: statistic {self.negatives.last_statistic:.4g} > '
+                f'{self.negatives.schedule.threshold:g}: refreshed negative {refreshed[0]} '
+                f'({self.negatives.schedule.count} adaptive refreshes so far)')
 
     def _reconstruction_losses(self):
         """SRModel's terms: the pixel loss and the perceptual/style losses, as SRModel adds them."""
@@ -118,15 +182,6 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
                     loss_dict[name] = term
                     l_total = l_total + term
         return l_total, loss_dict
-
-    def _spn_term(self, current_iter):
-        """(L_spn, mean distance to each negative). Split batch: sample i meets negative (i + iter) mod K;
-        the rotation comes from the iteration, so it is the same on every rank and after a resume."""
-        if self.mclir.negatives['split_batch']:
-            negs, owners = self.negatives.split(self.lq, rotation=current_iter % len(self.negatives))
-        else:
-            negs, owners = self.negatives(self.lq), None
-        return self.cri_spn(self.output, negs, self.gt, owners=owners, num_negatives=len(self.negatives))
 
     def _stop_if_not_finite(self, l_total, loss_dict, current_iter):
         """Raise NonFiniteError before the optimiser step. With the float16 scaler an infinite loss is an
@@ -187,16 +242,45 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
                                'float16): the scaler starts afresh.')
 
     # ------------------------------------------------------------------ evaluation
+    def feed_data(self, data):
+        super().feed_data(data)
+        self._lq_path = (data.get('lq_path') or [None])[0]
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """SRModel's validation; with ``uncertainty_opt.save_map`` and ``val.save_img`` it also saves each image's
+        weight map as ``<image>_<iter>_uncertainty.png`` next to BasicSR's output image."""
+        unc = self.cri_uncertainty if self.opt['is_train'] else None
+        self._map_iter = current_iter if save_img and unc is not None and unc.save_map else None
+        try:
+            return super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self._map_iter = None
+
     def test(self):
-        multiple = int(self.opt['network_g'].get('window_size') or 1)
-        if multiple <= 1:
-            return super().test()
+        """SRModel's test, the input padded to a multiple of ``network_g.window_size`` (as SwinIRModel)."""
         lq = self.lq
-        h, w = lq.shape[-2:]
-        self.lq = F.pad(lq, (0, (-w) % multiple, 0, (-h) % multiple), 'reflect')
+        self.lq, size = self._pad(lq)
         try:
             super().test()
+            self.output = self._crop(self.output, size)
+            if getattr(self, '_map_iter', None) is not None:
+                self._save_uncertainty_map(self._crop(self.negatives(self.lq), size))
         finally:
             self.lq = lq
+
+    def _pad(self, x):
+        multiple = int(self.opt['network_g'].get('window_size') or 1)
+        h, w = x.shape[-2:]
+        if multiple > 1:
+            x = F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), 'reflect')
+        return x, (h, w)
+
+    def _crop(self, y, size):
         scale = self.opt.get('scale', 1)
-        self.output = self.output[..., :h * scale, :w * scale]
+        return y[..., :size[0] * scale, :size[1] * scale]
+
+    def _save_uncertainty_map(self, negs):
+        weights = self.cri_uncertainty.weights(self.output, negs)[0, 0]
+        img = (weights / self.cri_uncertainty.cap * 255).round().byte().cpu().numpy()
+        name = os.path.splitext(os.path.basename(self._lq_path or 'image'))[0]
+        imwrite(img, os.path.join(self.opt['path']['visualization'], name, f'{name}_{self._map_iter}_uncertainty.png'))
