@@ -43,7 +43,7 @@ def base(**train):
     (lambda t: t['spn_opt'].update(loss_wieght=1), r"loss_wieght: unknown option \(did you mean 'loss_weight'"),
     (lambda t: t['spn_opt'].update(autocast='fp16'), r"spn_opt\.autocast: expected one of bfloat16, float16, null"),
     (lambda t: t.update(amp='half'), r"train\.amp: expected one of bfloat16, float16, null; got 'half'"),
-    (lambda t: t.pop('spn_opt'), r'train\.negatives: set, but train\.spn_opt is not'),
+    (lambda t: t.pop('spn_opt'), r'train\.negatives: set, but neither train\.spn_opt nor train\.uncertainty_opt'),
     (lambda t: t.update(neg_iter=[1]), r'official keys \(neg_iter\) and `negatives`/`spn_opt` are both set'),
 ])
 def test_bad_option_names_its_path(mutate, message):
