@@ -28,8 +28,8 @@ def uncertainty_weights(out: torch.Tensor, negs: torch.Tensor, floor: float = 0.
     """Per-pixel weights (B, 1, H, W), no gradient. ``negs``: (K, B, C, H, W), or (B, C, H, W) for one
     negative per sample (split batch)."""
     with torch.no_grad():
-        out = out.detach().float()
-        negs = negs.float()
+        dtype = torch.promote_types(out.dtype, torch.float32)  # at least float32 under autocast
+        out, negs = out.detach().to(dtype), negs.to(dtype)
         if negs.dim() == out.dim():
             negs = negs.unsqueeze(0)
         if negs.shape[1:] != out.shape:
