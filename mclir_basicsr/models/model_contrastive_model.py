@@ -77,8 +77,8 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         pixel_opt) must not hit SRModel's 'Both pixel and perceptual losses are None'."""
         train_opt = self.opt['train']
         official_percep = train_opt.pop('perceptual_opt') if self.mclir.official else None
-        add_on_only = not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt') and (
-            self.mclir.spn_on or self.mclir.cr or self.mclir.uncertainty)
+        add_on_only = not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt') and bool(
+            self.mclir.cr or self.mclir.uncertainty)  # SPN alone is no reconstruction loss: SRModel's error stands
         if add_on_only:  # built, then dropped: SRModel only checks that one of its losses exists
             train_opt['pixel_opt'] = {'type': 'L1Loss'}
         try:
