@@ -66,6 +66,9 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         self.cri_cr = build_loss(dict(cfg.cr)).to(self.device) if cfg.cr is not None else None
         self.cri_uncertainty = build_loss(dict(cfg.uncertainty)).to(self.device) if cfg.uncertainty else None
         self.negatives = self._build_negatives() if cfg.negatives is not None else None
+        if cfg.cr is not None:
+            get_root_logger().info(f'MCLIR: CR term (gt positive, degraded input negative), feature='
+                                   f'{cfg.cr["feature"]}, loss_weight={cfg.cr["loss_weight"]}')
         if not (cfg.spn_on or cfg.cr or cfg.uncertainty):
             get_root_logger().info(f'MCLIR: SPN is off (no train.spn_opt): training as SRModel'
                                    f'{", amp " + cfg.amp if self.amp else ""}.')
