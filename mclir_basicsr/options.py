@@ -245,6 +245,9 @@ TRAIN = {
                   'Mixed precision for the whole step: the network\'s forward and every loss under torch.autocast '
                   '(float16 with a GradScaler, saved in the training state). Validation stays float32. Works without '
                   '`spn_opt` too (the baseline at equal precision).'),
+    'use_grad_clip': Option(None, optional_positive_float,
+                            'Clip the gradient norm of network_g to this before each optimiser step (as the official '
+                            'fork\'s models; its example files\' `use_grad_norm` was never read, there or here).'),
 }
 
 # The official fork's keys (Aitical/MCLIR), read when `negatives` / `spn_opt` are absent.
@@ -413,6 +416,7 @@ def parse_mclir_options(opt):
     if not isinstance(train, dict):
         _fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
     amp = TRAIN['amp'].check('train.amp', train.get('amp'))
+    TRAIN['use_grad_clip'].check('train.use_grad_clip', train.get('use_grad_clip'))
     cr = _optional_section(train, 'cr_opt', CR, amp)
     uncertainty = _optional_section(train, 'uncertainty_opt', UNCERTAINTY, amp)
     given_neg, given_spn, path_neg, path_spn, official = _spn_sections(train)

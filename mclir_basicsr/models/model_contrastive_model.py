@@ -66,6 +66,9 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         self.cri_cr = build_loss(dict(cfg.cr)).to(self.device) if cfg.cr is not None else None
         self.cri_uncertainty = build_loss(dict(cfg.uncertainty)).to(self.device) if cfg.uncertainty else None
         self.negatives = self._build_negatives() if cfg.negatives is not None else None
+        if 'use_grad_norm' in self.opt['train']:
+            get_root_logger().warning('train.use_grad_norm is not read (nor was it by the official fork, whose example '
+                                      'files carry it): no gradient clipping; train.use_grad_clip: <max norm> clips.')
         if cfg.cr is not None:
             get_root_logger().info(f'MCLIR: CR term (gt positive, degraded input negative), feature='
                                    f'{cfg.cr["feature"]}, loss_weight={cfg.cr["loss_weight"]}')
@@ -202,12 +205,18 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
             'or train.spn_opt.loss_weight, or bound the SPN term (train.spn_opt.max_distance, or mode: ratio).')
 
     def _backward_and_step(self, l_total):
+        clip = self.opt['train'].get('use_grad_clip')
         if self.scaler is None:
             l_total.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), clip)
             self.optimizer_g.step()
             return
         scale = self.scaler.get_scale()
         self.scaler.scale(l_total).backward()
+        if clip:
+            self.scaler.unscale_(self.optimizer_g)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), clip)
         self.scaler.step(self.optimizer_g)  # skipped when the gradients hold inf/NaN
         self.scaler.update()
         if self.scaler.get_scale() < scale:

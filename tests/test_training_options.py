@@ -1,0 +1,60 @@
+"""Training options the add-on reads besides SPN: torch's schedulers (the fork's TrueCosineAnnealingLR) and
+train.use_grad_clip, checked at parse time and applied through BasicSR's pipeline."""
+import re
+
+import pytest
+import torch
+
+from mclir_basicsr.models.schedulers import accepted_types, check_scheduler
+from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
+
+from helpers import PY, run, train_options, write_yaml
+
+
+@pytest.mark.parametrize('scheduler,message', [
+    ({'type': 'CosineAnealingLR', 'T_max': 5}, "unknown scheduler 'CosineAnealingLR' .did you mean 'CosineAnnealing"),
+    ({'type': 'TrueCosineAnnealingLR', 'Tmax': 5}, "train.scheduler.Tmax: not an argument of TrueCosineAnnealingLR .*"
+                                                   "did you mean 'T_max'"),
+    ({'type': 'ReduceLROnPlateau'}, 'needs a metric at every step'),
+    ({'T_max': 5}, 'expected a mapping with a `type`'),
+])
+def test_bad_scheduler_is_a_one_line_error(scheduler, message):
+    with pytest.raises(MCLIROptionError, match=message):
+        check_scheduler({'scheduler': scheduler})
+
+
+def test_accepted_schedulers():
+    types = accepted_types()
+    assert types[:4] == ['MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR', 'TrueCosineAnnealingLR']
+    assert 'CosineAnnealingLR' in types and 'StepLR' in types and 'LambdaLR' not in types
+    check_scheduler({'scheduler': {'type': 'TrueCosineAnnealingLR', 'T_max': 100, 'eta_min': 1e-8}})
+    check_scheduler({'scheduler': {'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5}})  # BasicSR's own
+
+
+def test_grad_clip_option_is_checked():
+    with pytest.raises(MCLIROptionError, match='train.use_grad_clip: expected null or a finite number > 0'):
+        parse_mclir_options({'train': {'use_grad_clip': -1}})
+
+
+def _run(workdir, data, name, lr, clip=None):
+    opt = train_options(name, data, total_iter=2, val=False)
+    opt['model_type'] = 'ModelContrastiveModel'
+    # Adam with eps 1 moves each weight by at most lr * max|gradient| per step (BasicSR 1.4.2 has no SGD)
+    opt['train'].update(optim_g={'type': 'Adam', 'lr': lr, 'eps': 1.0}, use_grad_clip=clip, use_grad_norm=0.05,
+                        scheduler={'type': 'TrueCosineAnnealingLR', 'T_max': 2, 'eta_min': 0.0})
+    write_yaml(workdir / f'{name}.yml', opt)
+    proc = run([PY, '-m', 'mclir_basicsr.train', '-opt', f'{name}.yml'], cwd=workdir)
+    params = torch.load(workdir / 'experiments' / name / 'models' / 'net_g_2.pth', weights_only=True)['params']
+    return params, proc.stdout + proc.stderr
+
+
+def test_grad_clip_and_torch_scheduler_through_basicsr(workdir, data_x2):
+    """With the gradient norm clipped to 1e-9 the weights hardly move from the init (= an lr 0 run)."""
+    init, _ = _run(workdir, data_x2, 'lr0', lr=0.0)
+    clipped, log = _run(workdir, data_x2, 'clipped', lr=0.1, clip=1e-9)
+    free, _ = _run(workdir, data_x2, 'free', lr=0.1)
+    assert max(float((clipped[k] - init[k]).abs().max()) for k in init) <= 2 * 0.1 * 1e-9
+    assert max(float((free[k] - init[k]).abs().max()) for k in init) > 1e-4
+    lrs = [float(x) for x in re.findall(r'lr:\(([0-9.e+-]+),?\)', log)]
+    assert lrs[:2] == pytest.approx([0.1, 0.05])  # cosine over T_max 2: 0.1, then 0.1 * (1 + cos(pi/2)) / 2
+    assert 'train.use_grad_norm is not read' in log
