@@ -1,11 +1,13 @@
-"""The ``mclir-compare`` command line: which two option sets to compare, and the comparison's settings."""
+"""The ``mclir-compare`` command line: which two option sets to compare (a baseline and a method: SPN, CR,
+...), and the comparison's settings."""
 import argparse
 import os
+from collections import OrderedDict
 
 import yaml
 
 from mclir_basicsr.compare.errors import CompareError
-from mclir_basicsr.compare.options import add_spn, has_spn, load_options, strip_spn
+from mclir_basicsr.compare.options import add_cr, add_spn, has_method, load_options, method_name, strip_method
 from mclir_basicsr.compare.pipeline import compare
 
 
@@ -14,6 +16,10 @@ def default_spn():
     # Imported here, not at the top: mclir_basicsr.demo imports this package (a top-level import would be circular).
     from mclir_basicsr.demo import DEMO_NEGATIVES, DEMO_SPN
     return DEMO_SPN, DEMO_NEGATIVES
+
+
+# What `--cr on` adds unless --cr-opt is given: AECR-Net's weight, in pixel space (no VGG weights needed).
+DEFAULT_CR = OrderedDict([('type', 'CRLoss'), ('loss_weight', 0.1), ('feature', 'pixel')])
 
 
 def _json_or_file(text):
@@ -27,15 +33,21 @@ def _json_or_file(text):
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog='mclir-compare', description='Train a baseline and an SPN run with identical seeds and budgets and '
-        'compare them (per-image PSNR/SSIM, deltas, seconds per iteration, curves, crops).')
+        prog='mclir-compare', description='Train a baseline and a method run (SPN, CR, ...) with identical seeds and '
+        'budgets and compare them (per-image PSNR/SSIM, deltas, seconds per iteration, curves, crops).')
     p.add_argument('options', nargs='+', metavar='OPT.yml',
-                   help='BASELINE.yml SPN.yml, or one option file with --spn on/off')
+                   help='BASELINE.yml METHOD.yml (METHOD.yml adds train.spn_opt, train.cr_opt and/or '
+                        'train.uncertainty_opt), or one option file with --spn on/off or --cr on/off')
     p.add_argument('--spn', choices=['on', 'off'],
                    help='with one option file: "on" = it is the baseline, the SPN run adds SPN (see --spn-opt); '
                         '"off" = it uses SPN, the baseline drops it. Either way the baseline is ModelContrastiveModel '
-                        'without SPN (SRModel training, same train.amp and resume). Default: off if the file uses '
-                        'SPN, else on')
+                        'without SPN (SRModel training, same train.amp and resume); "off" also drops CR and the '
+                        'uncertainty loss. Default: off if the file uses a method, else on')
+    p.add_argument('--cr', choices=['on', 'off'],
+                   help='with one option file: "on" = it is the baseline, the method run adds CR (AECR-Net\'s '
+                        'contrastive regularisation, see --cr-opt; with --spn on too: SPN+CR); "off" = as --spn off')
+    p.add_argument('--cr-opt', help='with --cr on: train.cr_opt as YAML/JSON text or a file (default: '
+                                    '{type: CRLoss, loss_weight: 0.1, feature: pixel})')
     p.add_argument('--spn-opt', help='with --spn on: train.spn_opt as YAML/JSON text or a file '
                                      '(default: the demo\'s, mclir_basicsr.demo.DEMO_SPN)')
     p.add_argument('--negatives', help='with --spn on: train.negatives as YAML/JSON text or a file '
@@ -45,15 +57,15 @@ def build_parser():
     p.add_argument('--iters', type=int, help='train.total_iter of every run (default: the option file\'s)')
     p.add_argument('--val-freq', type=int, help='val.val_freq of every run (default: the option file\'s)')
     p.add_argument('--equal-time', action='store_true',
-                   help='also train, per seed, a baseline with as many iterations as fit in the SPN run\'s measured '
+                   help='also train, per seed, a baseline with as many iterations as fit in the method run\'s measured '
                         'training time (learning-rate schedule stretched to them); the table gives both deltas')
     p.add_argument('--budget-seconds', type=float, metavar='S',
                    help='give both arms the iterations that fit in S seconds of training, measured by a short '
-                        'calibration run of each arm (implies --equal-time; SPN\'s count is also the '
+                        'calibration run of each arm (implies --equal-time; the method\'s count is also the '
                         'equal-iteration count); not with --iters')
     p.add_argument('--calibration-iters', type=int, default=30,
                    help='iterations of each calibration run of --budget-seconds (default 30)')
-    p.add_argument('--jobs', type=int, default=2, help='runs at a time (default 2: a baseline/SPN pair together)')
+    p.add_argument('--jobs', type=int, default=2, help='runs at a time (default 2: a baseline/method pair together)')
     p.add_argument('--threads', type=int, help='CPU threads per run (default: CPU count / jobs)')
     p.add_argument('--name', help='prefix of the run names (default: the baseline\'s name)')
     p.add_argument('--crop', type=int, default=64, help='size of the crops in crops.png (default 64)')
@@ -61,24 +73,42 @@ def build_parser():
     return p
 
 
+def _single_file_mode(args, opt):
+    """'off' (the file is the method's, the baseline drops it) or the additions of 'on' ({'spn', 'cr'})."""
+    flags = {name: mode for name, mode in (('spn', args.spn), ('cr', args.cr)) if mode}
+    if 'off' in flags.values():
+        if 'on' in flags.values():
+            raise CompareError('--spn/--cr: "off" (the file is the method\'s) and "on" (the file is the baseline) '
+                               'cannot be combined')
+        return 'off'
+    if not flags:
+        return 'off' if has_method(opt) else {'spn'}
+    return set(flags)
+
+
 def option_pair(args):
-    """(baseline options, SPN options) from the command line's option file(s) and --spn."""
+    """(baseline options, method options) from the command line's option file(s), --spn and --cr."""
     opts = [load_options(p) for p in args.options]
     if len(opts) == 2:
-        if args.spn:
-            raise CompareError('--spn is for a single option file')
+        if args.spn or args.cr:
+            raise CompareError('--spn is for a single option file' if args.spn else '--cr is for a single option file')
         return opts
-    mode = args.spn or ('off' if has_spn(opts[0]) else 'on')
+    opt, flag = opts[0], '--cr' if args.cr and not args.spn else '--spn'
+    mode = _single_file_mode(args, opt)
     if mode == 'off':
-        if not has_spn(opts[0]):
-            raise CompareError(f'--spn off: {args.options[0]} does not use SPN')
-        return strip_spn(opts[0]), opts[0]
-    if has_spn(opts[0]):
-        raise CompareError(f'--spn on: {args.options[0]} already uses SPN (use --spn off)')
-    spn, negatives = default_spn()
-    spn = _json_or_file(args.spn_opt) or spn
-    negatives = _json_or_file(args.negatives) or negatives
-    return strip_spn(opts[0], '--spn on'), add_spn(opts[0], spn, negatives)
+        if not has_method(opt):
+            raise CompareError(f'{flag} off: {args.options[0]} does not use SPN or another method (train.spn_opt, '
+                               'the official neg_* keys, train.cr_opt, train.uncertainty_opt)')
+        return strip_method(opt, f'{flag} off'), opt
+    if has_method(opt):
+        raise CompareError(f'{flag} on: {args.options[0]} already uses {method_name(opt)} (use {flag} off)')
+    method = opt
+    if 'spn' in mode:
+        spn, negatives = default_spn()
+        method = add_spn(method, _json_or_file(args.spn_opt) or spn, _json_or_file(args.negatives) or negatives)
+    if 'cr' in mode:
+        method = add_cr(method, _json_or_file(args.cr_opt) or DEFAULT_CR)
+    return strip_method(opt, f'{flag} on'), method
 
 
 def main(argv=None):
@@ -91,7 +121,7 @@ def run_cli(argv=None):
     """The command line, returning the summary dict."""
     args = build_parser().parse_args(argv)
     if len(args.options) > 2:
-        raise SystemExit('mclir-compare: give BASELINE.yml SPN.yml, or one option file with --spn on/off')
+        raise SystemExit('mclir-compare: give BASELINE.yml METHOD.yml, or one option file with --spn/--cr on/off')
     try:
         baseline, spn = option_pair(args)
         summary = compare(baseline, spn, args.out, seeds=args.seeds, iters=args.iters, val_freq=args.val_freq,

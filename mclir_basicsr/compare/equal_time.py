@@ -48,9 +48,9 @@ def eqtime_run(out, base_dir, baseline_run, total_iter, prefix):
     return plan_run(out, EQTIME, baseline_run.seed, name, rewrite_options(opt, name, baseline_run.seed, base_dir))
 
 
-def measured_eqtime_runs(out, base_dir, pairs, prefix, stream):
-    """Per seed, a baseline run with as many iterations as fit in the SPN run's measured training time
-    (``pairs`` have run and been collected: their ``result['s_per_iter']`` is set)."""
+def measured_eqtime_runs(out, base_dir, pairs, prefix, stream, method='SPN'):
+    """Per seed, a baseline run with as many iterations as fit in the method run's (label ``spn``) measured
+    training time (``pairs`` have run and been collected: their ``result['s_per_iter']`` is set)."""
     by = {(r.label, r.seed): r for r in pairs}
     runs = []
     for (label, seed), spn in by.items():
@@ -59,15 +59,16 @@ def measured_eqtime_runs(out, base_dir, pairs, prefix, stream):
         base = by['baseline', seed]
         seconds = spn.result['s_per_iter'] * spn.total_iter
         iters = equal_time_iters(seconds, base.result['s_per_iter'], floor=spn.total_iter)
-        print(f'equal time, seed {seed}: SPN trained {spn.total_iter} iterations x {spn.result["s_per_iter"]:.4f} s '
-              f'= {seconds:.1f} s; the baseline ({base.result["s_per_iter"]:.4f} s/iteration) gets {iters} iterations '
-              '(learning-rate schedule stretched to them)', file=stream, flush=True)
+        print(f'equal time, seed {seed}: {method} trained {spn.total_iter} iterations x '
+              f'{spn.result["s_per_iter"]:.4f} s = {seconds:.1f} s; the baseline ({base.result["s_per_iter"]:.4f} '
+              f's/iteration) gets {iters} iterations (learning-rate schedule stretched to them)', file=stream,
+              flush=True)
         runs.append(eqtime_run(out, base_dir, base, iters, prefix))
     return runs
 
 
 def budget_iters(budget_s, s_per_iter):
-    """(SPN iterations, baseline iterations) that fit in ``budget_s`` at the calibrated s/iter; the
-    baseline never gets fewer than SPN."""
+    """(method iterations, baseline iterations) that fit in ``budget_s`` at the calibrated s/iter (keys
+    'spn', the method arm, and 'baseline'); the baseline never gets fewer than the method."""
     spn = equal_time_iters(budget_s, s_per_iter['spn'])
     return spn, equal_time_iters(budget_s, s_per_iter['baseline'], floor=spn)

@@ -1,5 +1,5 @@
-"""Editing BasicSR option dicts for a comparison: read/write, SPN on/off, what a run rewrites, the
-test options of a trained run, the metric settings, and stretching a schedule to another length.
+"""Editing BasicSR option dicts for a comparison: read/write, the method (SPN, CR, ...) on/off, what a run
+rewrites, the test options of a trained run, the metric settings, and stretching a schedule to another length.
 
 Everything here takes an option dict and returns a new one; the input is never modified.
 """
@@ -17,6 +17,8 @@ OFFICIAL_KEYS = ('neg_iter', 'neg_decay', 'neg_start')
 # them to ModelContrastiveModel (with or without SPN) keeps their training and testing as they were.
 SWITCHABLE_MODELS = ('SRModel', 'SwinIRModel', 'ModelContrastiveModel')
 ADDON_MODEL = 'ModelContrastiveModel'
+# The add-on's other training terms besides SPN: (train key, short name). A baseline has none of them.
+METHOD_SECTIONS = (('cr_opt', 'CR'), ('uncertainty_opt', 'uncertainty'))
 
 
 # --------------------------------------------------------------------------- files
@@ -52,12 +54,30 @@ def _to_plain(obj):
     return obj
 
 
-# --------------------------------------------------------------------------- SPN on / off
+# --------------------------------------------------------------------------- the method on / off
 def has_spn(opt):
     """Whether the options train with SPN: ``train.spn_opt`` or the official fork's ``neg_*`` keys.
     (ModelContrastiveModel without them is SPN off: SRModel's training with the add-on's amp and resume.)"""
     train = opt.get('train') or {}
-    return 'spn_opt' in train or any(k in train for k in OFFICIAL_KEYS)
+    return train.get('spn_opt') is not None or any(k in train for k in OFFICIAL_KEYS)
+
+
+def method_parts(opt):
+    """What the add-on adds over plain L1 training, as short names in a fixed order: 'SPN' (``train.spn_opt``
+    or the official ``neg_*`` keys), 'CR' (``train.cr_opt``), 'uncertainty' (``train.uncertainty_opt``)."""
+    train = opt.get('train') or {}
+    parts = ['SPN'] if has_spn(opt) else []
+    return parts + [name for key, name in METHOD_SECTIONS if train.get(key) is not None]
+
+
+def has_method(opt):
+    """Whether the options add anything over the baseline (SPN, CR, the uncertainty-weighted loss)."""
+    return bool(method_parts(opt))
+
+
+def method_name(opt):
+    """The method's short name for titles and tables: 'SPN', 'CR', 'SPN+uncertainty', ... ('none' without)."""
+    return '+'.join(method_parts(opt)) or 'none'
 
 
 def train_amp(opt):
@@ -69,39 +89,57 @@ def _check_switchable(opt, flag):
     if opt.get('model_type') not in SWITCHABLE_MODELS:
         raise CompareError(
             f'{flag}: model_type {opt.get("model_type")!r} cannot be switched to {ADDON_MODEL} (an SRModel with '
-            'optional SPN); write both option files yourself and pass them')
+            'optional SPN / CR); write both option files yourself and pass them')
 
 
-def strip_spn(opt, flag='--spn off'):
-    """The same options with SPN off: ModelContrastiveModel without spn_opt / negatives / the official
-    keys, so the baseline shares precision (``train.amp``), data path and exact resume with the SPN run."""
+def strip_method(opt, flag='--spn off'):
+    """The same options without the method: ModelContrastiveModel without spn_opt / negatives / the official
+    keys / cr_opt / uncertainty_opt, so the baseline shares precision (``train.amp``), data path and exact
+    resume with the method's run."""
     _check_switchable(opt, flag)
     opt = copy.deepcopy(opt)
     train = opt.setdefault('train', OrderedDict())
     official = any(k in train for k in OFFICIAL_KEYS)
-    for key in ('spn_opt', 'negatives') + OFFICIAL_KEYS:
+    for key in ('spn_opt', 'negatives') + OFFICIAL_KEYS + tuple(key for key, _ in METHOD_SECTIONS):
         train.pop(key, None)
     if official:  # the official fork's subtracted perceptual_opt is the SPN term
         train.pop('perceptual_opt', None)
+    if train.get('pixel_opt') is None and train.get('perceptual_opt') is None:
+        raise CompareError(f'{flag}: without the method the options have no loss (no train.pixel_opt: '
+                           'uncertainty_opt replaced it); write the baseline option file yourself and pass both')
     opt['model_type'] = ADDON_MODEL
+    return opt
+
+
+strip_spn = strip_method  # the name of the SPN-only days
+
+
+def add_sections(opt, sections, flag):
+    """The same options as ModelContrastiveModel with the ``train`` sections given ({key: section}), e.g.
+    ``{'cr_opt': {...}}``; only SRModel-based model types can be switched."""
+    _check_switchable(opt, flag)
+    opt = copy.deepcopy(opt)
+    opt['model_type'] = ADDON_MODEL
+    for key, section in sections.items():
+        opt['train'][key] = OrderedDict(section) if isinstance(section, dict) else copy.deepcopy(section)
     return opt
 
 
 def add_spn(opt, spn_opt, negatives=None):
     """The same options with SPN: ModelContrastiveModel with ``train.spn_opt`` and (if given)
     ``train.negatives``; only SRModel-based model types can be switched."""
-    _check_switchable(opt, '--spn on')
-    opt = copy.deepcopy(opt)
-    opt['model_type'] = ADDON_MODEL
-    opt['train']['spn_opt'] = OrderedDict(spn_opt)
+    sections = OrderedDict(spn_opt=spn_opt)
     if negatives is not None:
-        opt['train']['negatives'] = OrderedDict(negatives)
-    return opt
+        sections['negatives'] = negatives
+    return add_sections(opt, sections, '--spn on')
 
 
-def spn_description(opt):
-    if not has_spn(opt):
-        return 'none'
+def add_cr(opt, cr_opt):
+    """The same options with CR (AECR-Net's contrastive regularisation): ``train.cr_opt``."""
+    return add_sections(opt, {'cr_opt': cr_opt}, '--cr on')
+
+
+def _spn_part(opt):
     if 'spn_opt' not in opt['train']:
         return 'official fork keys (neg_iter / subtracted perceptual_opt)'
     cfg = parse_mclir_options(opt)
@@ -110,6 +148,28 @@ def spn_description(opt):
     return (f'feature {s["feature"]}, lambda {s["loss_weight"]:g}, mode {s["mode"]}, criterion {s["criterion"]}'
             f'{extra}; K={len(n["update_every"])} negatives, update_every {n["update_every"]}, '
             f'decay {n["decay"]}, init_decay {n["init_decay"]:g}')
+
+
+def _cr_part(opt):
+    c = parse_mclir_options(opt).cr
+    layers = '' if c['feature'] == 'pixel' else f' {c["layer_weights"]}'
+    return f'feature {c["feature"]}{layers}, weight {c["loss_weight"]:g}, criterion {c["criterion"]}'
+
+
+def _uncertainty_part(opt):
+    u = parse_mclir_options(opt).uncertainty
+    return (f'{u["criterion"]}, weight {u["loss_weight"]:g}, floor {u["floor"]:g}, '
+            f'cap {u["cap"]:g}')
+
+
+def spn_description(opt):
+    """What the method of ``opt`` is, in words: the settings of SPN, CR and the uncertainty loss, each
+    prefixed with its name when there are several (one alone reads as before CR existed); 'none' without."""
+    parts = method_parts(opt)
+    described = {'SPN': _spn_part, 'CR': _cr_part, 'uncertainty': _uncertainty_part}
+    if len(parts) == 1:
+        return described[parts[0]](opt)
+    return '; '.join(f'{p}: {described[p](opt)}' for p in parts) or 'none'
 
 
 # --------------------------------------------------------------------------- one run
@@ -129,7 +189,7 @@ def _absolute_paths(opt, base_dir):
     for key in list(path):
         if key.startswith('pretrain_network'):
             path[key] = _absolute(path[key], base_dir)
-    for spn_key in ('spn_opt', 'perceptual_opt'):
+    for spn_key in ('spn_opt', 'perceptual_opt', 'cr_opt'):
         section = opt['train'].get(spn_key)
         if isinstance(section, dict) and section.get('pretrained'):
             section['pretrained'] = _absolute(section['pretrained'], base_dir)

@@ -1,4 +1,5 @@
-"""The comparison's figures: validation curves with the SPN - baseline delta, and side-by-side crops.
+"""The comparison's figures: validation curves with the method - baseline delta, and side-by-side crops
+(the method: SPN, CR, ...; its runs carry the label ``spn``).
 
 matplotlib (about 1.5 s) and basicsr (seconds: torch and every architecture) are imported inside the
 functions that draw, so that importing the tool, and its ``--help``, stay fast.
@@ -19,7 +20,11 @@ def _matplotlib():
     return plt
 
 
-def _plot_arm(ax, curves, label, n_seeds):
+def _arm_name(label, method):
+    return method if label == 'spn' else NAMES[label]
+
+
+def _plot_arm(ax, curves, label, n_seeds, method):
     """One arm's curves (thin: each seed, thick: their mean where all seeds validated); the mean's iterations."""
     style = '--' if label == EQTIME else '-'
     for c in curves:
@@ -29,13 +34,13 @@ def _plot_arm(ax, curves, label, n_seeds):
     if its:
         ax.plot(its, [mean([c[i] for c in curves]) for i in its], color=COLORS[label], lw=2, ls=style,
                 marker='o' if len(its) < 30 else None, ms=3,
-                label=NAMES[label] + (f' (mean of {n_seeds} seeds)' if n_seeds > 1 else ''))
+                label=_arm_name(label, method) + (f' (mean of {n_seeds} seeds)' if n_seeds > 1 else ''))
     elif any(curves):  # seeds trained different iteration counts (equal time): only the thin lines
-        ax.plot([], [], color=COLORS[label], ls=style, label=NAMES[label] + ' (each seed)')
+        ax.plot([], [], color=COLORS[label], ls=style, label=_arm_name(label, method) + ' (each seed)')
     return its
 
 
-def _plot_deltas(ax_d, by, seeds, common, metric):
+def _plot_deltas(ax_d, by, seeds, common, metric, method):
     deltas = []
     for s in seeds:
         b, p = dict(by['baseline', s].result['curve']), dict(by['spn', s].result['curve'])
@@ -53,14 +58,14 @@ def _plot_deltas(ax_d, by, seeds, common, metric):
                               color='black', alpha=0.15)
     ax_d.axhline(0, color='k', lw=0.5)
     ax_d.set_xlabel('iteration')
-    ax_d.set_ylabel(f'Δ {metric}, SPN - baseline (dB)')
+    ax_d.set_ylabel(f'Δ {metric}, {method} - baseline (dB)')
     ax_d.grid(alpha=0.3)
     ax_d.legend(fontsize=8)
 
 
-def plot_curves(path, runs, title=''):
+def plot_curves(path, runs, title='', method='SPN'):
     """Validation PSNR against iterations (thin: each seed, thick: mean; dashed: the equal-time baseline)
-    and the SPN - baseline delta at equal iterations."""
+    and the method - baseline delta at equal iterations (``method``: its name in the legend and labels)."""
     plt = _matplotlib()
     seeds = sorted({r.seed for r in runs})
     by = {(r.label, r.seed): r for r in runs}
@@ -69,14 +74,14 @@ def plot_curves(path, runs, title=''):
     metric = next((r.result['curve_metric'] for r in runs if r.result.get('curve_metric')), 'psnr')
     common = None
     for label in labels:
-        its = _plot_arm(ax, [dict(by[label, s].result['curve']) for s in seeds], label, len(seeds))
+        its = _plot_arm(ax, [dict(by[label, s].result['curve']) for s in seeds], label, len(seeds), method)
         if label in RUN_LABELS:
             common = its if common is None else [i for i in common if i in its]
     ax.set_ylabel(f'validation {metric} (dB)')
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title or 'validation during training')
-    _plot_deltas(ax_d, by, seeds, common, metric)
+    _plot_deltas(ax_d, by, seeds, common, metric, method)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -94,7 +99,7 @@ def _crop_box(err, size):
 
 
 def _crop_row(axes, name, panels, gt, box):
-    """One row of crops: the panels [(title, image)], PSNR of the crop under the baseline and SPN panels."""
+    """One row of crops: the panels [(title, image)], PSNR of the crop under the baseline and method panels."""
     from basicsr.metrics import calculate_psnr  # lazy: see the module docstring
     y, x, size = box
     for col, (title, img) in enumerate(panels):
@@ -111,9 +116,9 @@ def _crop_row(axes, name, panels, gt, box):
         ax.set_title(title, fontsize=9)
 
 
-def plot_crops(path, images, base_rows, spn_rows, scale, crop=64, max_images=6):
-    """Side by side crops: input (bicubic-upscaled for SR), baseline, SPN, ground truth. The window is
-    where the baseline's error is largest (chosen without looking at SPN)."""
+def plot_crops(path, images, base_rows, spn_rows, scale, crop=64, max_images=6, method='SPN'):
+    """Side by side crops: input (bicubic-upscaled for SR), baseline, the method (``spn_rows``), ground truth.
+    The window is where the baseline's error is largest (chosen without looking at the method)."""
     plt = _matplotlib()
     n = min(len(images), max_images)
     fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n + 0.4), squeeze=False)
@@ -124,7 +129,7 @@ def plot_crops(path, images, base_rows, spn_rows, scale, crop=64, max_images=6):
         inp = cv2.resize(lq, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_CUBIC) if lq.shape != gt.shape \
             else lq
         err = np.abs(base.astype(np.float32) - gt.astype(np.float32)).reshape(gt.shape[0], gt.shape[1], -1).mean(-1)
-        panels = [('input (bicubic)' if scale > 1 else 'input', inp), ('baseline', base), ('SPN', spn),
+        panels = [('input (bicubic)' if scale > 1 else 'input', inp), ('baseline', base), (method, spn),
                   ('ground truth', gt)]
         _crop_row(axes[row], name, panels, gt, _crop_box(err, crop))
     fig.tight_layout()

@@ -1,14 +1,21 @@
 """The comparison's numbers and tables: per-image and per-seed deltas, summary statistics, CSV and
-markdown. Deltas are SPN - baseline at equal iterations and, when the equal-time baseline ran
-(``baseline_eqtime``), SPN - that baseline at equal training time."""
+markdown. Deltas are method - baseline at equal iterations and, when the equal-time baseline ran
+(``baseline_eqtime``), method - that baseline at equal training time. The method's runs carry the label
+``spn`` (the keys and columns of the SPN-only days); the markdown names the method (``info['method']``:
+'SPN', 'CR', 'SPN+uncertainty', ...)."""
 import csv
 import math
 import statistics
 from collections import OrderedDict
 
 RUN_LABELS = ('baseline', 'spn')
-EQTIME = 'baseline_eqtime'   # the baseline given the SPN run's training time (mclir-compare --equal-time)
+EQTIME = 'baseline_eqtime'   # the baseline given the method run's training time (mclir-compare --equal-time)
 ARM_NAMES = {'baseline': 'baseline', 'spn': 'SPN', EQTIME: 'baseline, equal time'}
+
+
+def method_of(info):
+    """The method's short name in the markdown ('SPN' for summaries written before other methods existed)."""
+    return info.get('method') or 'SPN'
 
 
 def mean(values):
@@ -108,15 +115,15 @@ def _iterations(counts):
 
 def equal_time_note(stats, info):
     """The sentence saying how the equal-time iterations were chosen and that the schedule was stretched."""
-    iters = stats[f'iters_{EQTIME}']
+    iters, m = stats[f'iters_{EQTIME}'], method_of(info)
     spn_iters = _iterations(stats['iters_spn'])
     if info.get('budget_s'):
         how = (f'budget {info["budget_s"]:g} s of training per arm, at the s/iter of a {info["calibration_iters"]}-'
-               f'iteration calibration run of each arm: SPN {spn_iters} iterations, baseline {_iterations(iters)}; '
-               f'the equal-iteration baseline ran SPN\'s {spn_iters}')
+               f'iteration calibration run of each arm: {m} {spn_iters} iterations, baseline {_iterations(iters)}; '
+               f'the equal-iteration baseline ran {m}\'s {spn_iters}')
     else:
-        how = (f'the baseline got {_iterations(iters)} iterations, as many as fit in the SPN run\'s training time '
-               f'(SPN\'s s/iter x {spn_iters} iterations / the baseline\'s s/iter, never fewer than {spn_iters})')
+        how = (f'the baseline got {_iterations(iters)} iterations, as many as fit in the {m} run\'s training time '
+               f'({m}\'s s/iter x {spn_iters} iterations / the baseline\'s s/iter, never fewer than {spn_iters})')
     return (f'- equal time: {how}; every run\'s learning-rate schedule (periods, milestones, warm-up; validation '
             'and checkpoint periods too) was stretched with its iteration count, so every arm anneals fully')
 
@@ -125,7 +132,7 @@ def _header(stats, info):
     seeds = stats['seeds']
     over = f'mean over {len(seeds)} seeds' if len(seeds) > 1 else f'seed {seeds[0]}'
     lines = [f'## {info["title"]}', '',
-             f'- baseline: `{info["baseline_name"]}`; SPN: `{info["spn_name"]}` ({info["spn"]})',
+             f'- baseline: `{info["baseline_name"]}`; {method_of(info)}: `{info["spn_name"]}` ({info["spn"]})',
              f'- {info["iters"]} iterations each, same seed(s) {seeds}, same data order and initialisation']
     if f'iters_{EQTIME}' in stats:
         lines.append(equal_time_note(stats, info))
@@ -134,9 +141,9 @@ def _header(stats, info):
     return lines + ['']
 
 
-def _image_table(table, eq):
+def _image_table(table, eq, m):
     e_head, e_rule = (' PSNR baseline, equal time | Δ PSNR at equal time (dB) |', ' ---: | ---: |') if eq else ('', '')
-    lines = [f'| image | PSNR baseline | PSNR SPN | Δ PSNR (dB) |{e_head} SSIM baseline | SSIM SPN | Δ SSIM |'
+    lines = [f'| image | PSNR baseline | PSNR {m} | Δ PSNR (dB) |{e_head} SSIM baseline | SSIM {m} | Δ SSIM |'
              + (' Δ SSIM at equal time |' if eq else ''),
              f'| --- | ---: | ---: | ---: |{e_rule} ---: | ---: | ---: |' + (' ---: |' if eq else '')]
     for r in table:
@@ -149,23 +156,24 @@ def _image_table(table, eq):
     return lines + ['']
 
 
-def _time_table(per_seed, stats, eq):
+def _time_table(per_seed, stats, eq, m):
     if not eq:
         return ['| run | seconds / iteration | wall time of training (s) |', '| --- | ---: | ---: |',
                 f'| baseline | {stats["s_per_iter_baseline"]:.4f} | '
                 f'{mean([r["wall_s_baseline"] for r in per_seed]):.0f} |',
-                f'| SPN | {stats["s_per_iter_spn"]:.4f} | {mean([r["wall_s_spn"] for r in per_seed]):.0f} |']
+                f'| {m} | {stats["s_per_iter_spn"]:.4f} | {mean([r["wall_s_spn"] for r in per_seed]):.0f} |']
     lines = ['| run | iterations | seconds / iteration | training time, s/iter x iterations (s) | '
              'wall time of training (s) |', '| --- | ---: | ---: | ---: | ---: |']
     for label in (RUN_LABELS + (EQTIME,)):
         s_per_iter = mean([r[f's_per_iter_{label}'] for r in per_seed])
-        lines.append(f'| {ARM_NAMES[label]} | {_iterations(stats[f"iters_{label}"])} | {s_per_iter:.4f} | '
+        name = m if label == 'spn' else ARM_NAMES[label]
+        lines.append(f'| {name} | {_iterations(stats[f"iters_{label}"])} | {s_per_iter:.4f} | '
                      f'{stats[f"train_s_{label}"]:.0f} | {mean([r[f"wall_s_{label}"] for r in per_seed]):.0f} |')
     return lines
 
 
-def _seed_table(per_seed, eq):
-    lines = ['| seed | PSNR baseline | PSNR SPN | Δ PSNR (dB) | Δ SSIM |'
+def _seed_table(per_seed, eq, m):
+    lines = [f'| seed | PSNR baseline | PSNR {m} | Δ PSNR (dB) | Δ SSIM |'
              + (' iterations, equal time | PSNR baseline, equal time | Δ PSNR at equal time |' if eq else ''),
              '| ---: | ---: | ---: | ---: | ---: |' + (' ---: | ---: | ---: |' if eq else '')]
     for r in per_seed:
@@ -176,22 +184,22 @@ def _seed_table(per_seed, eq):
     return lines
 
 
-def _conclusion(stats, suffix, what):
+def _conclusion(stats, suffix, what, m):
     n = len(stats['seeds'])
     return (f'{what} over {n} seeds: {stats[f"psnr_delta{suffix}_mean"]:+.3f} ± {stats[f"psnr_delta{suffix}_std"]:.3f} '
-            f'dB (mean ± std); SPN better in {stats[f"spn_wins{suffix}"]}/{n} seeds. Δ SSIM: '
+            f'dB (mean ± std); {m} better in {stats[f"spn_wins{suffix}"]}/{n} seeds. Δ SSIM: '
             f'{stats[f"ssim_delta{suffix}_mean"]:+.4f} ± {stats[f"ssim_delta{suffix}_std"]:.4f}.')
 
 
 def markdown(table, per_seed, stats, info):
-    eq = f'iters_{EQTIME}' in stats
-    lines = _header(stats, info) + _image_table(table, eq) + _time_table(per_seed, stats, eq)
-    lines += ['', f'SPN costs {stats["time_ratio"]:.2f}x the baseline\'s time per iteration '
+    eq, m = f'iters_{EQTIME}' in stats, method_of(info)
+    lines = _header(stats, info) + _image_table(table, eq, m) + _time_table(per_seed, stats, eq, m)
+    lines += ['', f'{m} costs {stats["time_ratio"]:.2f}x the baseline\'s time per iteration '
                   '(logged iteration times, validation excluded).']
     if len(stats['seeds']) > 1:
-        lines += [''] + _seed_table(per_seed, eq) + ['', _conclusion(stats, '', 'Δ PSNR')]
+        lines += [''] + _seed_table(per_seed, eq, m) + ['', _conclusion(stats, '', 'Δ PSNR', m)]
         if eq:
-            lines += ['', _conclusion(stats, '_eqtime', 'Δ PSNR at equal training time')]
+            lines += ['', _conclusion(stats, '_eqtime', 'Δ PSNR at equal training time', m)]
     else:
         if eq:
             lines += ['', f'At equal training time: Δ PSNR {stats["psnr_delta_eqtime_mean"]:+.3f} dB, '

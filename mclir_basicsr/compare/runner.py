@@ -76,7 +76,7 @@ class Progress:
         if 'iter' not in st:
             return f'{run.title}: {st.get("phase", "starting")}'
         losses = st.get('losses', {})
-        shown = [k for k in ('l_pix', 'l_spn') if k in losses] or list(losses)[:2]
+        shown = [k for k in ('l_pix', 'l_spn', 'l_cr') if k in losses] or list(losses)[:2]
         loss = ' '.join(f'{k} {losses[k]:.4g}' for k in shown)
         text = f'{run.title}: iter {st["iter"]}/{run.total_iter} eta {st["eta"]} {st["s_per_iter"]:.3f}s/it {loss}'
         if 'psnr' in st and not short:
