@@ -1,11 +1,12 @@
-"""Training options the add-on reads besides SPN: torch's schedulers (the fork's TrueCosineAnnealingLR) and
-train.use_grad_clip, checked at parse time and applied through BasicSR's pipeline."""
+"""Training options the add-on reads besides SPN: torch's optimisers (the fork's AdamW) and schedulers (its
+TrueCosineAnnealingLR), train.use_grad_clip, and num_gpu on a machine without CUDA; checked at parse time and
+applied through BasicSR's pipeline."""
 import re
 
 import pytest
 import torch
 
-from mclir_basicsr.models.schedulers import accepted_types, check_scheduler
+from mclir_basicsr.models.optim import accepted_types, check_optimizer, check_scheduler
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
 
 from helpers import PY, run, train_options, write_yaml
@@ -31,6 +32,23 @@ def test_accepted_schedulers():
     check_scheduler({'scheduler': {'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5}})  # BasicSR's own
 
 
+@pytest.mark.parametrize('optim,message', [
+    ({'type': 'AdamX', 'lr': 1e-3}, "unknown optimizer 'AdamX' .did you mean 'Adam"),
+    ({'type': 'AdamW', 'lr': 1e-3, 'beta': [0.9, 0.9]}, "train.optim_g.beta: not an argument of AdamW .*did you mean "
+                                                        "'betas'"),
+    ({'lr': 1e-3}, 'expected a mapping with a `type`'),
+])
+def test_bad_optimizer_is_a_one_line_error(optim, message):
+    with pytest.raises(MCLIROptionError, match=message):
+        check_optimizer({'optim_g': optim})
+
+
+def test_torch_optimizers_by_name():
+    for optim in ({'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 0.0, 'betas': [0.9, 0.9]},
+                  {'type': 'Adam', 'lr': 1e-3}, {'type': 'SGD', 'lr': 0.1, 'momentum': 0.9}):
+        check_optimizer({'optim_g': optim})
+
+
 def test_grad_clip_option_is_checked():
     with pytest.raises(MCLIROptionError, match='train.use_grad_clip: expected null or a finite number > 0'):
         parse_mclir_options({'train': {'use_grad_clip': -1}})
@@ -39,8 +57,8 @@ def test_grad_clip_option_is_checked():
 def _run(workdir, data, name, lr, clip=None):
     opt = train_options(name, data, total_iter=2, val=False)
     opt['model_type'] = 'ModelContrastiveModel'
-    # Adam with eps 1 moves each weight by at most lr * max|gradient| per step (BasicSR 1.4.2 has no SGD)
-    opt['train'].update(optim_g={'type': 'Adam', 'lr': lr, 'eps': 1.0}, use_grad_clip=clip, use_grad_norm=0.05,
+    # SGD moves each weight by lr * its gradient (BasicSR 1.4.2 builds Adam only; torch.optim's SGD is the add-on's)
+    opt['train'].update(optim_g={'type': 'SGD', 'lr': lr}, use_grad_clip=clip, use_grad_norm=0.05,
                         scheduler={'type': 'TrueCosineAnnealingLR', 'T_max': 2, 'eta_min': 0.0})
     write_yaml(workdir / f'{name}.yml', opt)
     proc = run([PY, '-m', 'mclir_basicsr.train', '-opt', f'{name}.yml'], cwd=workdir)

@@ -15,8 +15,8 @@ this class adds:
 * the state of the negatives (and their schedule) and of the float16 scaler, which
   :class:`ExactResumeMixin` (:mod:`mclir_basicsr.resume`) saves with every rank's RNG states and the
   position in the epoch;
-* schedulers: torch's (``TrueCosineAnnealingLR`` = ``CosineAnnealingLR``) next to BasicSR's three
-  (:mod:`mclir_basicsr.models.schedulers`);
+* optimisers and schedulers: any torch.optim optimiser (e.g. the fork's ``AdamW``), torch's schedulers
+  (``TrueCosineAnnealingLR`` = ``CosineAnnealingLR``) next to BasicSR's three (:mod:`mclir_basicsr.models.optim`);
 * ``test`` pads the input to a multiple of ``network_g.window_size`` (as SwinIRModel does); with
   ``uncertainty_opt.save_map`` validation also saves each image's uncertainty weight map.
 
@@ -39,19 +39,30 @@ from torch.nn import functional as F
 from mclir_basicsr.addon_runs import AtomicSaveMixin
 from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.models.guards import CheckpointGuardMixin, CheckpointMismatchError, NonFiniteError  # noqa: F401
-from mclir_basicsr.models.schedulers import TorchSchedulerMixin, check_scheduler
+from mclir_basicsr.models.optim import TorchOptimMixin, check_optim
 from mclir_basicsr.options import dtype_or_none, parse_mclir_options
 from mclir_basicsr.resume import ExactResumeMixin
 
 
+def _cpu_without_cuda(opt):
+    """``num_gpu`` > 0 on a machine without CUDA: train (or test) on the CPU with a warning, instead of BasicSR's
+    failure deep inside torch when it moves the network to 'cuda' (option files written for a GPU run as they are)."""
+    if opt.get('num_gpu') and not opt.get('dist') and not torch.cuda.is_available():
+        get_root_logger().warning(f'num_gpu: {opt["num_gpu"]}, but CUDA is not available here '
+                                  '(torch.cuda.is_available() is False): running on the CPU; set num_gpu: 0 to '
+                                  'silence this.')
+        opt['num_gpu'] = 0
+
+
 @MODEL_REGISTRY.register()
-class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMixin, TorchSchedulerMixin, SRModel):
+class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMixin, TorchOptimMixin, SRModel):
     """SRModel with K history negatives pushed away by SPNLoss."""
 
     def __init__(self, opt):
+        _cpu_without_cuda(opt)
         if opt['is_train']:
             self.mclir = parse_mclir_options(opt)  # before any network is built
-            check_scheduler(opt['train'])
+            check_optim(opt['train'])
         super().__init__(opt)
 
     # ------------------------------------------------------------------ set-up
