@@ -186,10 +186,13 @@ def check_addon_options(opt, is_train):
     """Checks of an add-on model's options that fail before any dataset is built (one-line errors)."""
     if opt.get('model_type') == 'ModelContrastiveModel' and is_train:
         from mclir_basicsr.losses.vgg import find_weights
+        from mclir_basicsr.models.optim import check_optim
         from mclir_basicsr.options import parse_mclir_options
-        spn = parse_mclir_options(opt).spn
-        if spn is not None and spn['feature'] != 'pixel' and not spn['download']:  # None: SPN off
-            find_weights(spn['feature'], spn['pretrained'])
+        cfg = parse_mclir_options(opt)
+        check_optim(opt['train'])
+        for section, owner in ((cfg.spn, ('SPNLoss', 'train.spn_opt')), (cfg.cr, ('CRLoss', 'train.cr_opt'))):
+            if section is not None and section['feature'] != 'pixel' and not section['download']:  # None: off
+                find_weights(section['feature'], section['pretrained'], owner=owner)
 
 
 def switch_addon_behaviour(opt):

@@ -76,3 +76,15 @@ def test_grad_clip_and_torch_scheduler_through_basicsr(workdir, data_x2):
     lrs = [float(x) for x in re.findall(r'lr:\(([0-9.e+-]+),?\)', log)]
     assert lrs[:2] == pytest.approx([0.1, 0.05])  # cosine over T_max 2: 0.1, then 0.1 * (1 + cos(pi/2)) / 2
     assert 'train.use_grad_norm is not read' in log
+
+
+def test_bad_optimizer_fails_when_the_file_is_parsed(workdir, data_x2):
+    opt = train_options('badopt', data_x2, total_iter=2, val=False)
+    opt['model_type'] = 'ModelContrastiveModel'
+    opt['train']['optim_g'] = {'type': 'AdamW', 'lr': 1e-3, 'beta': [0.9, 0.9]}
+    write_yaml(workdir / 'badopt.yml', opt)
+    proc = run([PY, '-m', 'mclir_basicsr.train', '-opt', 'badopt.yml'], cwd=workdir, check=False)
+    assert proc.returncode != 0
+    assert "train.optim_g.beta: not an argument of AdamW (torch.optim.adamw.AdamW) (did you mean 'betas'?)" in (
+        proc.stderr)
+    assert not (workdir / 'experiments').exists()  # before BasicSR creates anything

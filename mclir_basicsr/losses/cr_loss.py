@@ -21,12 +21,10 @@ too (``train.cr_opt``), with or without SPN.
 """
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
-from torch import nn
 from torch.nn import functional as F
 
-from mclir_basicsr.losses.spn_loss import SPNLoss
-from mclir_basicsr.losses.vgg import VGGFeatures, VGGWeightsNotFound
-from mclir_basicsr.options import CR, SECTION_CHECKS, dtype_or_none, validate_section
+from mclir_basicsr.losses.features import FeatureSpace
+from mclir_basicsr.options import CR, SECTION_CHECKS, validate_section
 
 
 def batch_distance(a, b, criterion):
@@ -56,22 +54,9 @@ def match_input(lq, out, range_norm=False):
     return resized.clamp(-1 if range_norm else 0, 1).to(lq.dtype)
 
 
-def _vgg(*args):
-    """VGGFeatures; a missing weight file's message names this loss and its option section."""
-    try:
-        return VGGFeatures(*args)
-    except VGGWeightsNotFound as e:  # vgg.py words it for SPNLoss / train.spn_opt
-        raise VGGWeightsNotFound(str(e).replace('SPNLoss', 'CRLoss').replace('train.spn_opt', 'train.cr_opt')) \
-            from None
-
-
 @LOSS_REGISTRY.register()
-class CRLoss(nn.Module):
+class CRLoss(FeatureSpace):
     """The CR term; every argument is documented in :mod:`mclir_basicsr.options` (README, "Options")."""
-
-    # The feature space is SPNLoss's (pixels, or VGG with its autocast and channels_last handling).
-    phi = SPNLoss.phi
-    use_channels_last = SPNLoss.use_channels_last
 
     def __init__(self, loss_weight=CR['loss_weight'].default, feature=CR['feature'].default,
                  layer_weights=CR['layer_weights'].default, criterion=CR['criterion'].default, eps=CR['eps'].default,
@@ -85,16 +70,8 @@ class CRLoss(nn.Module):
         SECTION_CHECKS['cr_opt'](cfg, 'cr_opt')  # layer names of the chosen VGG
         self.cfg = cfg
         self.loss_weight, self.criterion, self.eps = cfg['loss_weight'], cfg['criterion'], cfg['eps']
-        self.range_norm, self.channels_last = cfg['range_norm'], cfg['channels_last']
-        self.autocast = dtype_or_none(cfg['autocast'])
-        if cfg['feature'] == 'pixel':
-            self.features, self.layer_weights = None, {'pixel': 1.0}
-        else:
-            self.layer_weights = dict(cfg['layer_weights'])
-            self.features = _vgg(cfg['feature'], list(self.layer_weights), cfg['use_input_norm'], range_norm,
-                                 pretrained, download)
-            if self.autocast is not None:  # autocast re-casts frozen fp32 weights at every call
-                self.features.body.to(self.autocast)
+        self.range_norm = cfg['range_norm']
+        self.init_features(cfg, ('CRLoss', 'train.cr_opt'))
 
     def forward(self, out, gt, lq):
         """The CR term (a scalar): out (N, C, H, W) with gradient, gt like out, lq the degraded input

@@ -18,10 +18,9 @@ official code, which subtracts the mean of that over the negatives.
 """
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
-from torch import nn
 
-from mclir_basicsr.losses.vgg import VGGFeatures
-from mclir_basicsr.options import SPN, dtype_or_none, validate_section
+from mclir_basicsr.losses.features import FeatureSpace
+from mclir_basicsr.options import SPN, validate_section
 
 
 def _criterion_(buf, criterion):
@@ -86,10 +85,6 @@ def reference_distances(out, refs, criterion):
     return diff.flatten(2).mean(2)
 
 
-def _at_least_fp32(t):
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 def _per_owner_mean(d, owners, k):
     """Mean of the per-sample distances d (B,) over the samples each of the k negatives saw: (k,)."""
     sums = torch.zeros(k, dtype=d.dtype, device=d.device).index_add_(0, owners, d)
@@ -98,7 +93,7 @@ def _per_owner_mean(d, owners, k):
 
 
 @LOSS_REGISTRY.register()
-class SPNLoss(nn.Module):
+class SPNLoss(FeatureSpace):
     """The SPN term; every argument is documented in :mod:`mclir_basicsr.options` (README, "Options")."""
 
     def __init__(self, loss_weight=SPN['loss_weight'].default, feature=SPN['feature'].default,
@@ -114,37 +109,8 @@ class SPNLoss(nn.Module):
             channels_last=channels_last), SPN)
         self.cfg = cfg
         self.loss_weight, self.mode, self.criterion = cfg['loss_weight'], cfg['mode'], cfg['criterion']
-        self.max_distance, self.channels_last = cfg['max_distance'], cfg['channels_last']
-        self.autocast = dtype_or_none(cfg['autocast'])
-        if feature == 'pixel':
-            self.features = None
-            self.layer_weights = {'pixel': 1.0}
-        else:
-            self.layer_weights = dict(cfg['layer_weights'])
-            self.features = VGGFeatures(feature, list(self.layer_weights), use_input_norm, range_norm, pretrained,
-                                        download)
-            if self.autocast is not None:  # autocast re-casts frozen fp32 weights at every call
-                self.features.body.to(self.autocast)
-
-    def use_channels_last(self, device):
-        """Whether the VGG passes on `device` run in channels_last (option `channels_last`; `auto`: on CPU,
-        where oneDNN's convolutions take channels_last directly instead of reordering every tensor)."""
-        return self.channels_last is True or (self.channels_last == 'auto' and device.type == 'cpu')
-
-    def phi(self, x):
-        """{layer: features} of a batch (N, C, H, W); at least float32 out whatever the autocast."""
-        if self.features is None:
-            return {'pixel': _at_least_fp32(x)}
-        if self.autocast is None:  # e.g. an output computed under train.amp with this loss's autocast switched off
-            x = x.to(self.features.mean.dtype)
-        if self.use_channels_last(x.device):
-            x = x.contiguous(memory_format=torch.channels_last)
-            if not self.features.body[0].weight.is_contiguous(memory_format=torch.channels_last):
-                with torch.inference_mode(False):  # once: the weights in the same layout (normal tensors)
-                    self.features.to(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            feats = self.features(x)
-        return {k: _at_least_fp32(v) for k, v in feats.items()}
+        self.max_distance = cfg['max_distance']
+        self.init_features(cfg, ('SPNLoss', 'train.spn_opt'))
 
     def distances(self, out_feats, ref_feats):
         """Per-sample distances of the output to each reference batch stacked in ref_feats: (n_ref, B)."""

@@ -1,4 +1,4 @@
-"""VGG feature extractor for the SPN loss: only the layers used, weights only from a file.
+"""VGG feature extractor for the SPN and CR losses: only the layers used, weights only from a file.
 
 BasicSR's ``VGGFeatureExtractor`` builds a whole torchvision VGG (classifier included, 550 MB),
 always looks for a VGG19 file and otherwise downloads. This one builds the convolutional layers
@@ -37,8 +37,13 @@ def candidate_paths(vgg_type, pretrained=None):
             os.path.abspath(os.path.join('experiments', 'pretrained_models', name))]
 
 
-def find_weights(vgg_type, pretrained=None, download=False):
-    """Path of the weight file; VGGWeightsNotFound (instantly) unless download is allowed."""
+SPN_OWNER = ('SPNLoss', 'train.spn_opt')  # (loss, option section) named by a missing-file error
+
+
+def find_weights(vgg_type, pretrained=None, download=False, owner=SPN_OWNER):
+    """Path of the weight file; VGGWeightsNotFound (instantly) unless download is allowed. ``owner``: the
+    loss and option section the error names."""
+    loss, section = owner
     paths = candidate_paths(vgg_type, pretrained)
     for path in paths:
         if os.path.isfile(path):
@@ -48,10 +53,10 @@ def find_weights(vgg_type, pretrained=None, download=False):
         return paths[0]
     looked = '\n  '.join(paths)
     raise VGGWeightsNotFound(
-        f'SPNLoss with feature {vgg_type!r} needs the pretrained torchvision weights {weight_file_name(vgg_type)}. '
+        f'{loss} with feature {vgg_type!r} needs the pretrained torchvision weights {weight_file_name(vgg_type)}. '
         f'Looked for:\n  {looked}\n'
         f'Provide the file ({WEIGHT_URLS[vgg_type]}) at one of these paths, or set '
-        'train.spn_opt.pretrained to its path, or set train.spn_opt.download: true to let torch download it '
+        f'{section}.pretrained to its path, or set {section}.download: true to let torch download it '
         '(or use feature: pixel, which needs no weights).')
 
 
@@ -82,12 +87,12 @@ class VGGFeatures(nn.Module):
     """``forward(x) -> {layer: feature}`` for BasicSR layer names, as BasicSR's extractor computes them."""
 
     def __init__(self, vgg_type: str, layers: List[str], use_input_norm=True, range_norm=False,
-                 pretrained: Optional[str] = None, download=False):
+                 pretrained: Optional[str] = None, download=False, owner=SPN_OWNER):
         super().__init__()
         names = VGG_LAYERS[vgg_type]
         self.layers = list(layers)
         last = max(names.index(n) for n in self.layers)
-        path = find_weights(vgg_type, pretrained, download)
+        path = find_weights(vgg_type, pretrained, download, owner)
         blocks, in_ch = [], 3
         for name in names[:last + 1]:
             if name.startswith('conv'):
