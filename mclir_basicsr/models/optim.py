@@ -61,13 +61,19 @@ def _check_arguments(path, kind, cls, given, skip):
                 f'{did_you_mean(key, [p for p in params if p not in skip])}')
 
 
+def _typed_section(train, key):
+    """``train.<key>`` (None when absent), which must be a mapping with a ``type``."""
+    section = train.get(key)
+    if section is not None and (not isinstance(section, dict) or 'type' not in section):
+        raise MCLIROptionError(f'train.{key}: expected a mapping with a `type`, got {section!r}')
+    return section
+
+
 def check_optimizer(train):
     """Validate ``train.optim_g`` (a torch.optim class and its argument names); nothing to check without one."""
-    optim = train.get('optim_g')
+    optim = _typed_section(train, 'optim_g')
     if optim is None:
         return
-    if not isinstance(optim, dict) or 'type' not in optim:
-        raise MCLIROptionError(f'train.optim_g: expected a mapping with a `type`, got {optim!r}')
     names = optimizer_names()
     if optim['type'] not in names:
         raise MCLIROptionError(f'train.optim_g.type: unknown optimizer {optim["type"]!r}'
@@ -83,11 +89,9 @@ def check_optim(train):
 
 def check_scheduler(train):
     """Validate ``train.scheduler`` (type and argument names); nothing to check without one."""
-    sched = train.get('scheduler')
+    sched = _typed_section(train, 'scheduler')
     if sched is None:
         return
-    if not isinstance(sched, dict) or 'type' not in sched:
-        raise MCLIROptionError(f'train.scheduler: expected a mapping with a `type`, got {sched!r}')
     kind = sched['type']
     if kind in UNSUPPORTED:
         raise MCLIROptionError(f'train.scheduler.type: {kind} cannot be used with BasicSR\'s training loop '
