@@ -47,7 +47,7 @@ from mclir_basicsr.resume import ExactResumeMixin
 def _cpu_without_cuda(opt):
     """``num_gpu`` > 0 on a machine without CUDA: train (or test) on the CPU with a warning, instead of BasicSR's
     failure deep inside torch when it moves the network to 'cuda' (option files written for a GPU run as they are)."""
-    if opt.get('num_gpu') and not opt.get('dist') and not torch.cuda.is_available():
+    if opt.get('num_gpu') and not torch.cuda.is_available():
         get_root_logger().warning(f'num_gpu: {opt["num_gpu"]}, but CUDA is not available here '
                                   '(torch.cuda.is_available() is False): running on the CPU; set num_gpu: 0 to '
                                   'silence this.')
