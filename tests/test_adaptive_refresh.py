@@ -152,6 +152,8 @@ def test_adaptive_refresh_and_uncertainty_resume_exactly(workdir, data_x2):
     assert 'neg_statistic' in log and 'l_uncertainty' in log
     assert [line.split('iteration ')[1].split(':')[0] for line in log.splitlines() if 'refreshed negative' in line] == [
         '1', '4', '7']
-    scalars = EventAccumulator(str(workdir / 'tb_logger' / 'straight')).Reload().Tags()['scalars']
-    assert {'neg_statistic', 'neg_refreshes', 'losses/l_uncertainty'} <= set(scalars)
+    events = EventAccumulator(str(workdir / 'tb_logger' / 'straight')).Reload()
+    assert {'neg_statistic', 'neg_refreshes', 'losses/l_uncertainty'} <= set(events.Tags()['scalars'])
+    assert [(e.step, e.value) for e in events.Scalars('negatives/refreshed')] == [(1, 0), (4, 1), (7, 0)]
+    assert [e.step for e in events.Scalars('negatives/statistic')] == list(range(1, 9))
 

@@ -24,6 +24,7 @@ The plumbing around the method lives in mixins: exact resume and an RNG-neutral 
 (:mod:`mclir_basicsr.resume`), checkpoint guards (:mod:`mclir_basicsr.models.guards`), atomic saves
 (:mod:`mclir_basicsr.addon_runs`).
 """
+import atexit
 import contextlib
 import os
 from collections import OrderedDict
@@ -179,11 +180,29 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
             return
         self.log_dict['neg_statistic'] = self.negatives.last_statistic
         self.log_dict['neg_refreshes'] = self.negatives.schedule.count
+        events = self._tensorboard()  # every step's statistic and every refresh, not only the print_freq samples
+        if events is not None:
+            events.add_scalar('negatives/statistic', self.negatives.last_statistic, current_iter)
+            for k in refreshed:
+                events.add_scalar('negatives/refreshed', k, current_iter)
         if refreshed:
             get_root_logger().info(
                 f'MCLIR: iteration {current_iter}: statistic {self.negatives.last_statistic:.4g} > '
                 f'{self.negatives.schedule.threshold:g}: refreshed negative {refreshed[0]} '
                 f'({self.negatives.schedule.count} adaptive refreshes so far)')
+
+    def _tensorboard(self):
+        """A SummaryWriter in BasicSR's tensorboard folder of this run (rank 0, when BasicSR writes one), or None."""
+        if not hasattr(self, '_events'):
+            self._events = None
+            logger_opt = self.opt.get('logger') or {}
+            if (logger_opt.get('use_tb_logger') and 'debug' not in self.opt['name'] and self.opt.get('rank', 0) == 0
+                    and 'root_path' in self.opt):
+                from torch.utils.tensorboard import SummaryWriter  # only runs that log to tensorboard pay for it
+                self._events = SummaryWriter(os.path.join(self.opt['root_path'], 'tb_logger', self.opt['name']),
+                                             filename_suffix='.mclir', flush_secs=10)
+                atexit.register(self._events.close)
+        return self._events
 
     def _reconstruction_losses(self):
         """SRModel's terms: the pixel loss and the perceptual/style losses, as SRModel adds them."""
