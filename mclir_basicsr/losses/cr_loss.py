@@ -23,19 +23,14 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch.nn import functional as F
 
-from mclir_basicsr.losses.features import FeatureSpace
+from mclir_basicsr.losses.features import FeatureSpace, pointwise
 from mclir_basicsr.options import CR, SECTION_CHECKS, validate_section
 
 
 def batch_distance(a, b, criterion):
     """Mean over the whole batch of criterion(a - b): l1, l2 (squared error) or Charbonnier (eps 1e-12,
     as BasicSR's CharbonnierLoss)."""
-    diff = a - b
-    if criterion == 'l1':
-        return diff.abs().mean()
-    if criterion == 'l2':
-        return diff.square().mean()
-    return (diff.square() + 1e-12).sqrt().mean()
+    return pointwise(a - b, criterion).mean()
 
 
 def match_input(lq, out, range_norm=False):

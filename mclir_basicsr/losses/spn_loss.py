@@ -19,7 +19,7 @@ official code, which subtracts the mean of that over the negatives.
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from mclir_basicsr.losses.features import FeatureSpace
+from mclir_basicsr.losses.features import FeatureSpace, pointwise
 from mclir_basicsr.options import SPN, validate_section
 
 
@@ -75,14 +75,7 @@ class _Distances(torch.autograd.Function):
 
 def reference_distances(out, refs, criterion):
     """Plain-autograd reference of :class:`_Distances` (for tests): (n, B) per-sample mean distances."""
-    diff = out.unsqueeze(0) - refs.reshape(-1, *out.shape)
-    if criterion == 'l1':
-        diff = diff.abs()
-    elif criterion == 'l2':
-        diff = diff.square()
-    else:
-        diff = (diff.square() + 1e-12).sqrt()
-    return diff.flatten(2).mean(2)
+    return pointwise(out.unsqueeze(0) - refs.reshape(-1, *out.shape), criterion).flatten(2).mean(2)
 
 
 def _per_owner_mean(d, owners, k):

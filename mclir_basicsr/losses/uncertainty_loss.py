@@ -21,6 +21,7 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
+from mclir_basicsr.losses.features import pointwise
 from mclir_basicsr.options import UNCERTAINTY, MCLIROptionError, validate_section
 
 
@@ -38,14 +39,6 @@ def uncertainty_weights(out: torch.Tensor, negs: torch.Tensor, floor: float = 0.
         mean = spread.mean(dim=(-2, -1), keepdim=True)
         ratio = torch.where(mean > 0, spread / mean.clamp_min(torch.finfo(spread.dtype).tiny), torch.ones_like(spread))
         return ratio.clamp_(floor, cap)
-
-
-def _criterion(diff, criterion):
-    if criterion == 'l1':
-        return diff.abs()
-    if criterion == 'l2':
-        return diff.square()
-    return (diff.square() + 1e-12).sqrt()  # Charbonnier, eps as BasicSR's CharbonnierLoss
 
 
 @LOSS_REGISTRY.register()
@@ -69,4 +62,4 @@ class UncertaintyWeightedLoss(nn.Module):
     def forward(self, out, gt, negs):
         """The weighted reconstruction loss of ``out`` against ``gt``; ``negs`` as :func:`uncertainty_weights`."""
         w = self.weights(out, negs).to(out.dtype)
-        return self.loss_weight * (w * _criterion(out - gt, self.criterion)).mean()
+        return self.loss_weight * (w * pointwise(out - gt, self.criterion)).mean()
