@@ -52,6 +52,10 @@ class PeriodicRefresh:
         self.update_every = [int(p) for p in update_every]
         self.decay = [float(d) for d in decay]
 
+    def measure(self, out, gt):
+        """No statistic: the periods alone decide."""
+        return None
+
     def due(self, current_iter, statistic=None):
         """[(k, decay)] of the negatives to refresh after iteration ``current_iter``."""
         return [(k, self.decay[k]) for k, period in enumerate(self.update_every) if current_iter % period == 0]
@@ -200,9 +204,7 @@ class NegativePool:
              gt: Optional[torch.Tensor] = None) -> List[int]:
         """Refresh the negatives the schedule says are due (call after the optimiser step; the adaptive
         schedule needs the step's output and ground truth). Returns the refreshed indices."""
-        statistic = None
-        if self.schedule.kind == 'adaptive':
-            statistic = self.last_statistic = self.schedule.measure(out, gt)
+        statistic = self.last_statistic = self.schedule.measure(out, gt)  # None for the periodic schedule
         due = self.schedule.due(current_iter, statistic)
         for k, decay in due:
             self.refresh(k, net, decay)

@@ -448,6 +448,15 @@ def _optional_section(train, key, spec, amp):
     return section
 
 
+def describe_refresh(negatives):
+    """The refresh schedule of validated ``train.negatives`` in words (the training log, the comparison tool)."""
+    n = negatives
+    if n['refresh'] == 'adaptive':
+        return (f'adaptive refresh ({n["adaptive_statistic"]} > {n["adaptive_threshold"]:g}, decay '
+                f'{n["adaptive_decay"]:g}, min gap {n["adaptive_min_gap"]})')
+    return f'update_every {n["update_every"]}, decay {n["decay"]}'
+
+
 # --------------------------------------------------------------------------- documentation
 def _fmt(v):
     if v is None:

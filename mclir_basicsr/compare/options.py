@@ -10,7 +10,7 @@ from collections import OrderedDict
 import yaml
 
 from mclir_basicsr.compare.errors import CompareError
-from mclir_basicsr.options import parse_mclir_options
+from mclir_basicsr.options import describe_refresh, parse_mclir_options
 
 OFFICIAL_KEYS = ('neg_iter', 'neg_decay', 'neg_start')
 # Model types that are SRModel with another name or SRModel's subclass ModelContrastiveModel: switching
@@ -146,15 +146,8 @@ def _spn_part(opt):
     s, n = cfg.spn, cfg.negatives
     extra = f', max_distance {s["max_distance"]}' if s['max_distance'] else ''
     return (f'feature {s["feature"]}, lambda {s["loss_weight"]:g}, mode {s["mode"]}, criterion {s["criterion"]}'
-            f'{extra}; K={len(n["update_every"])} negatives, {_refresh_part(n)}, init_decay {n["init_decay"]:g}'
+            f'{extra}; K={len(n["update_every"])} negatives, {describe_refresh(n)}, init_decay {n["init_decay"]:g}'
             + (', split batch' if n['split_batch'] else ''))
-
-
-def _refresh_part(n):
-    if n['refresh'] == 'adaptive':
-        return (f'adaptive refresh ({n["adaptive_statistic"]} > {n["adaptive_threshold"]:g}, decay '
-                f'{n["adaptive_decay"]:g}, min gap {n["adaptive_min_gap"]})')
-    return f'update_every {n["update_every"]}, decay {n["decay"]}'
 
 
 def _cr_part(opt):
@@ -166,7 +159,7 @@ def _cr_part(opt):
 def _uncertainty_part(opt):
     cfg = parse_mclir_options(opt)
     u, n = cfg.uncertainty, cfg.negatives
-    negatives = '' if cfg.spn_on else f'; K={len(n["update_every"])} negatives, {_refresh_part(n)}'
+    negatives = '' if cfg.spn_on else f'; K={len(n["update_every"])} negatives, {describe_refresh(n)}'
     return f'{u["criterion"]}, weight {u["loss_weight"]:g}, floor {u["floor"]:g}, cap {u["cap"]:g}{negatives}'
 
 

@@ -41,7 +41,7 @@ from mclir_basicsr.addon_runs import AtomicSaveMixin
 from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.models.guards import CheckpointGuardMixin, CheckpointMismatchError, NonFiniteError  # noqa: F401
 from mclir_basicsr.models.optim import TorchOptimMixin, check_optim
-from mclir_basicsr.options import dtype_or_none, parse_mclir_options
+from mclir_basicsr.options import describe_refresh, dtype_or_none, parse_mclir_options
 from mclir_basicsr.resume import ExactResumeMixin
 
 
@@ -119,12 +119,9 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
             make_fresh=lambda: build_network(self.opt['network_g']), dtype=getattr(torch, neg['dtype']),
             autocast=dtype_or_none(neg['autocast']), channels_last=neg['channels_last'], schedule=schedule)
         pool.broadcast(src=0)  # DDP synced net_g; the fresh initial blends differ per rank
-        when = (f'adaptive ({neg["adaptive_statistic"]} > {neg["adaptive_threshold"]}, decay {neg["adaptive_decay"]}, '
-                f'min gap {neg["adaptive_min_gap"]})' if schedule else f'update_every={neg["update_every"]}, '
-                f'decay={neg["decay"]}')
         spn = self.mclir.spn
         get_root_logger().info(
-            f'MCLIR: {len(pool)} negative model(s), {when}, init_decay={neg["init_decay"]}, '
+            f'MCLIR: {len(pool)} negative model(s), {describe_refresh(neg)}, init_decay={neg["init_decay"]}, '
             f'split_batch={neg["split_batch"]}; SPN: '
             + (f'feature={spn["feature"]}, mode={spn["mode"]}, loss_weight={spn["loss_weight"]}' if spn else 'off')
             + f'; uncertainty loss: {"on" if self.cri_uncertainty else "off"}; amp={self.mclir.amp}')
@@ -176,7 +173,7 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
 
     def _refresh_negatives(self, current_iter):
         refreshed = self.negatives.step(current_iter, self.get_bare_model(self.net_g), self.output, self.gt)
-        if self.negatives.schedule.kind != 'adaptive':
+        if self.negatives.last_statistic is None:  # the periodic schedule: nothing more to log
             return
         self.log_dict['neg_statistic'] = self.negatives.last_statistic
         self.log_dict['neg_refreshes'] = self.negatives.schedule.count
