@@ -104,12 +104,16 @@ def read_image(path):
     return img
 
 
-def write_png(img, path, compression):
-    from basicsr.utils import imwrite
+def write_png(img, path, compression=3):
+    """A PNG as BasicSR's ``imwrite`` writes it (the folder made, then ``cv2.imwrite``), without importing
+    basicsr (torch) for it; PrepError naming the file when it cannot be written."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        imwrite(img, path, [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    except (OSError, cv2.error) as e:
+        ok = cv2.imwrite(path, np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    except cv2.error as e:
         raise PrepError(f'cannot write image {path}: {e}') from None
+    if not ok:
+        raise PrepError(f'cannot write image {path}')
 
 
 def bicubic_down(img, scale):
@@ -323,13 +327,6 @@ def hazy_sources(tile, val_size):
     return items
 
 
-def write_png_cv2(img, path):
-    """PNG through OpenCV alone (no torch import): same bytes for the same image."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not cv2.imwrite(path, np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-        raise PrepError(f'cannot write image {path}')
-
-
 def cmd_hazy(args):
     out = args.out
     folders = [os.path.join(out, split) for split in ('train', 'val')]
@@ -340,8 +337,8 @@ def cmd_hazy(args):
     rows = ['split,name,beta,airlight_r,airlight_g,airlight_b']
     for i, (split, name, clear) in enumerate(items):
         hazy, beta, air = add_haze(clear, np.random.default_rng([args.seed, i]), args.beta, args.airlight, args.tint)
-        write_png_cv2(clear, os.path.join(out, split, 'gt', f'{name}.png'))
-        write_png_cv2(hazy, os.path.join(out, split, 'lq', f'{name}.png'))
+        write_png(clear, os.path.join(out, split, 'gt', f'{name}.png'))
+        write_png(hazy, os.path.join(out, split, 'lq', f'{name}.png'))
         rows.append(f'{split},{name},{beta:.6f},' + ','.join(f'{a:.6f}' for a in air))
     with open(os.path.join(out, 'params.csv'), 'w') as f:
         f.write('\n'.join(rows) + '\n')
@@ -435,7 +432,7 @@ def link_or_png(src, dst, size=None):
     img = read_image(src)
     if size is not None:
         img = center_crop(img, size[1], size[0])
-    write_png_cv2(img, dst)
+    write_png(img, dst)
     return 'cropped' if size is not None else 'converted'
 
 
