@@ -134,6 +134,19 @@ def run(cmd, cwd, env=None, timeout=600, check=True):
     return proc
 
 
+def train_run(workdir, opt, *args, check=True, env=None):
+    """Write ``opt`` as workdir/<name>.yml and train it with ``python -m mclir_basicsr.train`` there."""
+    write_yaml(workdir / f'{opt["name"]}.yml', opt)
+    return run([PY, '-m', 'mclir_basicsr.train', '-opt', f'{opt["name"]}.yml', *args], cwd=workdir, env=env,
+               check=check)
+
+
+def load_output(workdir, name, what):
+    """A file of run ``name`` under workdir/experiments (checkpoint or training state), loaded with torch."""
+    import torch  # here: the other helpers are used by tests that must not import torch first
+    return torch.load(workdir / 'experiments' / name / what, weights_only=False)
+
+
 def snapshot(root):
     """{path relative to root: sha256} of every file under root."""
     found = {}

@@ -11,7 +11,7 @@ from torch import nn
 from mclir_basicsr.history import AdaptiveRefresh, NegativePool, PeriodicRefresh, error_statistic
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
 
-from helpers import PY, free_port, run, train_options, write_yaml
+from helpers import free_port, load_output, train_options, train_run
 
 
 def decisions(trigger, statistics, start=1):
@@ -126,27 +126,19 @@ def opts(name, data, total_iter):
     return opt
 
 
-def train(workdir, opt, *args):
-    write_yaml(workdir / f'{opt["name"]}.yml', opt)
-    return run([PY, '-m', 'mclir_basicsr.train', '-opt', f'{opt["name"]}.yml', *args], cwd=workdir)
-
-
-def load(workdir, name, what):
-    return torch.load(workdir / 'experiments' / name / what, weights_only=False)
-
-
 def test_adaptive_refresh_and_uncertainty_resume_exactly(workdir, data_x2):
     """min_gap 3, threshold 0: refreshes at 1, 4, 7. A resume at 4 that forgot the last refresh would refresh at 5."""
-    train(workdir, opts('straight', data_x2, 8))
-    train(workdir, opts('stopped', data_x2, 4))
-    train(workdir, opts('stopped', data_x2, 8), '--auto_resume')
-    a, b = load(workdir, 'straight', 'training_states/8.state'), load(workdir, 'stopped', 'training_states/8.state')
+    train_run(workdir, opts('straight', data_x2, 8))
+    train_run(workdir, opts('stopped', data_x2, 4))
+    train_run(workdir, opts('stopped', data_x2, 8), '--auto_resume')
+    a = load_output(workdir, 'straight', 'training_states/8.state')
+    b = load_output(workdir, 'stopped', 'training_states/8.state')
     assert a['negatives']['schedule'] == b['negatives']['schedule'] == {'kind': 'adaptive', 'count': 3, 'last_iter': 7}
     assert a['negatives']['refreshes'] == b['negatives']['refreshes'] == [2, 1]
     for na, nb in zip(a['negatives']['negatives'], b['negatives']['negatives']):
         assert all(torch.equal(na[k], nb[k]) for k in na)
-    pa = load(workdir, 'straight', 'models/net_g_8.pth')['params']
-    pb = load(workdir, 'stopped', 'models/net_g_8.pth')['params']
+    pa = load_output(workdir, 'straight', 'models/net_g_8.pth')['params']
+    pb = load_output(workdir, 'stopped', 'models/net_g_8.pth')['params']
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     log = open(glob.glob(str(workdir / 'experiments' / 'straight' / 'train_straight_*.log'))[0]).read()
     assert 'neg_statistic' in log and 'l_uncertainty' in log

@@ -10,7 +10,7 @@ from mclir_basicsr.history import NegativePool
 from mclir_basicsr.losses.spn_loss import SPNLoss
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
 
-from helpers import PY, run, train_options, write_yaml
+from helpers import PY, load_output, run, train_options, train_run, write_yaml
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
@@ -123,13 +123,7 @@ def test_amp_options_and_what_follows_it():
 
 # --------------------------------------------------------------------------- through BasicSR's pipeline
 def _train(workdir, opt, *args):
-    write_yaml(workdir / f'{opt["name"]}.yml', opt)
-    return run([PY, '-m', 'mclir_basicsr.train', '-opt', f'{opt["name"]}.yml', *args], cwd=workdir,
-               env={'OMP_NUM_THREADS': '1'})
-
-
-def _load(workdir, name, what):
-    return torch.load(workdir / 'experiments' / name / what, weights_only=False)
+    return train_run(workdir, opt, *args, env={'OMP_NUM_THREADS': '1'})
 
 
 def _assert_same_weights(a, b):
@@ -145,9 +139,9 @@ def test_without_spn_opt_trains_bitwise_as_srmodel(workdir, data_x2):
     _train(workdir, sr)
     proc = _train(workdir, off)
     assert 'MCLIR: SPN is off' in proc.stdout + proc.stderr
-    _assert_same_weights(_load(workdir, 'sr', 'models/net_g_4.pth')['params'],
-                         _load(workdir, 'off', 'models/net_g_4.pth')['params'])
-    state = _load(workdir, 'off', 'training_states/4.state')
+    _assert_same_weights(load_output(workdir, 'sr', 'models/net_g_4.pth')['params'],
+                         load_output(workdir, 'off', 'models/net_g_4.pth')['params'])
+    state = load_output(workdir, 'off', 'training_states/4.state')
     assert state['negatives'] is None and state['rng']  # still the add-on's exact-resume state
 
 
@@ -156,10 +150,10 @@ def _resume_matches(workdir, make, total=8, stop=4):
     _train(workdir, make('stopped', stop))
     proc = _train(workdir, make('stopped', total), '--auto_resume')
     assert f'iter: {stop}' in proc.stdout + proc.stderr
-    _assert_same_weights(_load(workdir, 'straight', f'models/net_g_{total}.pth')['params'],
-                         _load(workdir, 'stopped', f'models/net_g_{total}.pth')['params'])
-    return _load(workdir, 'straight', f'training_states/{total}.state'), \
-        _load(workdir, 'stopped', f'training_states/{total}.state')
+    _assert_same_weights(load_output(workdir, 'straight', f'models/net_g_{total}.pth')['params'],
+                         load_output(workdir, 'stopped', f'models/net_g_{total}.pth')['params'])
+    return load_output(workdir, 'straight', f'training_states/{total}.state'), \
+        load_output(workdir, 'stopped', f'training_states/{total}.state')
 
 
 def _opts(data, extra_train=None, negatives=None, batch=2, spn=SPN):
@@ -193,7 +187,7 @@ def test_bfloat16_amp_without_spn_and_with_split(workdir, data_x2):
     _train(workdir, _opts(data_x2, extra_train={'amp': 'bfloat16'}, spn=None)('off', 3))
     _train(workdir, _opts(data_x2, extra_train={'amp': 'bfloat16'}, negatives=dict(NEG, split_batch=True))('on', 3))
     for name in ('off', 'on'):  # float32 master weights, as BasicSR saves them
-        params = _load(workdir, name, 'models/net_g_latest.pth')['params']
+        params = load_output(workdir, name, 'models/net_g_latest.pth')['params']
         assert all(v.dtype == torch.float32 and v.isfinite().all() for v in params.values())
 
 
@@ -228,7 +222,7 @@ def test_two_process_gloo_ddp_with_split_stays_in_sync(workdir, data_x2):
     torchrun = os.path.join(os.path.dirname(PY), 'torchrun')
     run([torchrun, '--standalone', '--nproc_per_node=2', '-m', 'mclir_basicsr.train', '-opt', 'ddp.yml',
          '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})
-    state = _load(workdir, 'ddp', 'training_states/4.state')
+    state = load_output(workdir, 'ddp', 'training_states/4.state')
     assert len(state['negatives_fingerprints']) == 2
     assert state['negatives_fingerprints'][0] == state['negatives_fingerprints'][1]
     assert state['negatives']['refreshes'] == [4, 1]

@@ -16,7 +16,7 @@ import torch
 from mclir_basicsr.history import NegativePool
 from mclir_basicsr.losses import SPNLoss
 
-from helpers import PY, REPO, free_port, run, train_options, write_yaml
+from helpers import PY, REPO, free_port, load_output, run, train_options, write_yaml
 
 CUDA = torch.cuda.is_available()
 DEVICE = 'cuda' if CUDA else 'cpu'
@@ -72,13 +72,9 @@ def logged(log, key):
     return [float(v) for v in re.findall(rf'\b{key}: ([-+0-9.e]+|nan|inf)', log)]
 
 
-def load(workdir, name, what):
-    return torch.load(workdir / 'experiments' / name / what, weights_only=False)
-
-
 def assert_trained_on_device(workdir, name, log, iters):
     assert (workdir / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file(), log[-3000:]
-    state = load(workdir, name, f'training_states/{iters}.state')
+    state = load_output(workdir, name, f'training_states/{iters}.state')
     exp_avg = next(iter(state['optimizers'][0]['state'].values()))['exp_avg']
     assert exp_avg.device.type == DEVICE  # BasicSR saves the optimiser state where it lives
     for neg in (state.get('negatives') or {}).get('negatives', []):
@@ -192,10 +188,10 @@ def test_resume_is_exact_on_the_device(workdir, data_x2, amp):
     train(workdir, opts('stopped', 4), entry=('det_train.py',), env=env)
     log = train(workdir, opts('stopped', 8), '--auto_resume', entry=('det_train.py',), env=env)
     assert 'Resuming training from epoch: 1, iter: 4' in log
-    a, b = (load(workdir, n, 'models/net_g_8.pth')['params'] for n in ('straight', 'stopped'))
+    a, b = (load_output(workdir, n, 'models/net_g_8.pth')['params'] for n in ('straight', 'stopped'))
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert worst <= RESUME_ATOL, f'resumed weights differ by up to {worst:.3g} (> {RESUME_ATOL})'
-    sa, sb = (load(workdir, n, 'training_states/8.state') for n in ('straight', 'stopped'))
+    sa, sb = (load_output(workdir, n, 'training_states/8.state') for n in ('straight', 'stopped'))
     for na, nb in zip(sa['negatives']['negatives'], sb['negatives']['negatives']):
         for k in na:
             torch.testing.assert_close(na[k], nb[k], rtol=0, atol=RESUME_ATOL, msg=k)

@@ -6,7 +6,17 @@ import shutil
 import pytest
 import torch
 
-from helpers import PY, assert_nothing_overwritten, free_port, run, snapshot, train_options, write_yaml
+from helpers import (
+    PY,
+    assert_nothing_overwritten,
+    free_port,
+    load_output,
+    run,
+    snapshot,
+    train_options,
+    train_run,
+    write_yaml,
+)
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
@@ -21,31 +31,23 @@ def opts(name, data, total_iter, **kw):
     return opt
 
 
-def train(workdir, opt, *args, check=True):
-    write_yaml(workdir / f'{opt["name"]}.yml', opt)
-    return run([PY, '-m', 'mclir_basicsr.train', '-opt', f'{opt["name"]}.yml', *args], cwd=workdir, check=check)
-
-
-def load(workdir, name, what):
-    return torch.load(workdir / 'experiments' / name / what, weights_only=False)
-
-
 def test_resume_is_exact(workdir, data_x2):
-    train(workdir, opts('straight', data_x2, 8))
-    train(workdir, opts('stopped', data_x2, 4))
-    mid = load(workdir, 'stopped', 'training_states/4.state')
-    net4 = load(workdir, 'stopped', 'models/net_g_4.pth')['params']
+    train_run(workdir, opts('straight', data_x2, 8))
+    train_run(workdir, opts('stopped', data_x2, 4))
+    mid = load_output(workdir, 'stopped', 'training_states/4.state')
+    net4 = load_output(workdir, 'stopped', 'models/net_g_4.pth')['params']
     for neg in mid['negatives']['negatives']:  # the history differs from the net at the resume point
         assert any(not torch.equal(neg[k], net4[k]) for k in net4)
     assert mid['epoch_batches'] == 1 and mid['epoch'] == 1
-    proc = train(workdir, opts('stopped', data_x2, 8), '--auto_resume')
+    proc = train_run(workdir, opts('stopped', data_x2, 8), '--auto_resume')
     assert 'Resuming training from epoch: 1, iter: 4' in proc.stdout + proc.stderr
 
-    a = load(workdir, 'straight', 'models/net_g_8.pth')['params']
-    b = load(workdir, 'stopped', 'models/net_g_8.pth')['params']
+    a = load_output(workdir, 'straight', 'models/net_g_8.pth')['params']
+    b = load_output(workdir, 'stopped', 'models/net_g_8.pth')['params']
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    sa, sb = load(workdir, 'straight', 'training_states/8.state'), load(workdir, 'stopped', 'training_states/8.state')
+    sa = load_output(workdir, 'straight', 'training_states/8.state')
+    sb = load_output(workdir, 'stopped', 'training_states/8.state')
     for na, nb in zip(sa['negatives']['negatives'], sb['negatives']['negatives']):
         for k in na:
             assert torch.equal(na[k], nb[k]), k
@@ -55,10 +57,10 @@ def test_resume_is_exact(workdir, data_x2):
 
 
 def test_resume_state_path_option_on_cpu(workdir, data_x2):
-    train(workdir, opts('first', data_x2, 4, val=False))
+    train_run(workdir, opts('first', data_x2, 4, val=False))
     opt = opts('first', data_x2, 5, val=False)
     opt['path']['resume_state'] = str(workdir / 'experiments' / 'first' / 'training_states' / '4.state')
-    proc = train(workdir, opt)
+    proc = train_run(workdir, opt)
     assert 'iter: 4' in proc.stdout + proc.stderr
     assert (workdir / 'experiments' / 'first' / 'models' / 'net_g_latest.pth').is_file()
 
@@ -69,14 +71,14 @@ def test_resume_state_path_option_on_cpu(workdir, data_x2):
 ])
 def test_resume_with_mismatched_options_is_a_clear_error(workdir, data_x2, change, message):
     import re
-    train(workdir, opts('run', data_x2, 4, val=False))
+    train_run(workdir, opts('run', data_x2, 4, val=False))
     before = snapshot(workdir / 'experiments')
     opt = opts('run', data_x2, 8, val=False)
     if 'negatives' in change:
         opt['train']['negatives'] = change['negatives']
     else:
         opt['network_g'].update(change['network_g'])
-    proc = train(workdir, opt, '--auto_resume', check=False)
+    proc = train_run(workdir, opt, '--auto_resume', check=False)
     assert proc.returncode != 0 and re.search(message, proc.stderr), proc.stderr[-2000:]
     assert_nothing_overwritten(before, snapshot(workdir / 'experiments'))
 
@@ -90,7 +92,7 @@ def test_two_process_gloo_ddp(workdir, data_x2):
     torchrun = os.path.join(os.path.dirname(PY), 'torchrun')
     run([torchrun, '--nproc_per_node=2', f'--master_port={free_port()}', '-m', 'mclir_basicsr.train', '-opt', 'ddp.yml',
          '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})
-    state = load(workdir, 'ddp', 'training_states/4.state')
+    state = load_output(workdir, 'ddp', 'training_states/4.state')
     assert len(state['negatives_fingerprints']) == 2
     assert state['negatives_fingerprints'][0] == state['negatives_fingerprints'][1]  # identical on both ranks
     assert len(state['rng']) == 2
