@@ -184,15 +184,8 @@ def _parse_with_file_dist_params(parse_options, root_path, is_train):
 
 def check_addon_options(opt, is_train):
     """Checks of an add-on model's options that fail before any dataset is built (one-line errors)."""
-    if opt.get('model_type') == 'ModelContrastiveModel' and is_train:
-        from mclir_basicsr.losses.vgg import find_weights
-        from mclir_basicsr.models.optim import check_optim
-        from mclir_basicsr.options import parse_mclir_options
-        cfg = parse_mclir_options(opt)
-        check_optim(opt['train'])
-        for section, owner in ((cfg.spn, ('SPNLoss', 'train.spn_opt')), (cfg.cr, ('CRLoss', 'train.cr_opt'))):
-            if section is not None and section['feature'] != 'pixel' and not section['download']:  # None: off
-                find_weights(section['feature'], section['pretrained'], owner=owner)
+    from mclir_basicsr import preflight
+    preflight.check_run(opt, is_train)
 
 
 def switch_addon_behaviour(opt):
@@ -217,8 +210,6 @@ def wrap_parse_options(parse_options):
         switch_addon_behaviour(opt)
         if is_addon_model(opt):
             check_addon_options(opt, is_train)
-            from mclir_basicsr import preflight  # issue 15: data roots, meta_info_file, pretrained files
-            preflight.check_paths(opt)
         return opt, args
 
     wrapped._mclir_wrapped = True

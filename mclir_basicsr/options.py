@@ -5,10 +5,25 @@ a :class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option
 (``train.negatives.decay[1]``) and what is accepted. The README's option table is generated from
 this module (``python -m mclir_basicsr.options``) and a test keeps the two equal.
 """
-import difflib
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
+
+from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_mean: part of this module's API)
+    MCLIROptionError,
+    boolean,
+    boolean_or_auto,
+    did_you_mean,
+    fail,
+    is_number,
+    layer_weights,
+    list_of,
+    non_negative_float,
+    one_of,
+    optional_positive_float,
+    optional_str,
+    positive_int,
+    unit_float,
+)
 
 VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed here to stay torch-free
     'vgg16': ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1', 'conv2_1', 'relu2_1', 'conv2_2', 'relu2_2',
@@ -33,100 +48,6 @@ def dtype_or_none(name):
         return None
     import torch  # here, not at the top: the rest of this module (the schema, the README table) is torch-free
     return getattr(torch, name)
-
-
-class MCLIROptionError(ValueError):
-    """A bad MCLIR option. The message starts with the option's path."""
-
-
-# --------------------------------------------------------------------------- value checks
-def _fail(path, expected, value):
-    raise MCLIROptionError(f'{path}: expected {expected}, got {value!r}')
-
-
-def did_you_mean(value, choices):
-    """' (did you mean 'x'?)' for the closest choice, case-insensitively; '' if none is close."""
-    lowered = {str(c).lower(): c for c in choices}
-    close = difflib.get_close_matches(str(value).lower(), list(lowered), n=1)
-    return f' (did you mean {lowered[close[0]]!r}?)' if close else ''
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def positive_int(path, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        _fail(path, 'a positive integer', v)
-    return v
-
-
-def unit_float(path, v):
-    if not _is_number(v) or not 0 <= v <= 1:
-        _fail(path, 'a number in [0, 1]', v)
-    return float(v)
-
-
-def non_negative_float(path, v):
-    if not _is_number(v) or not math.isfinite(v) or v < 0:
-        _fail(path, 'a finite number >= 0', v)
-    return float(v)
-
-
-def optional_positive_float(path, v):
-    if v is None:
-        return None
-    if not _is_number(v) or not math.isfinite(v) or v <= 0:
-        _fail(path, 'null or a finite number > 0', v)
-    return float(v)
-
-
-def boolean(path, v):
-    if not isinstance(v, bool):
-        _fail(path, 'true or false', v)
-    return v
-
-
-def optional_str(path, v):
-    if v is not None and not (isinstance(v, str) and v):
-        _fail(path, 'null or a file path', v)
-    return v
-
-
-def boolean_or_auto(path, v):
-    if not (isinstance(v, bool) or v == 'auto'):
-        _fail(path, 'true, false or auto', v)
-    return v
-
-
-def one_of(*choices, optional=False):
-    def check(path, v):
-        if optional and v is None:
-            return None
-        if not isinstance(v, str) or v not in choices:
-            accepted = ', '.join(choices) + (', null' if optional else '')
-            hint = did_you_mean(v, choices) if isinstance(v, str) else ''
-            raise MCLIROptionError(f'{path}: expected one of {accepted}; got {v!r}{hint}')
-        return v
-    check.choices = choices
-    return check
-
-
-def list_of(item_check):
-    def check(path, v):
-        if _is_number(v):  # a scalar is broadcast to every negative
-            return item_check(path, v)
-        if not isinstance(v, (list, tuple)) or not v:
-            _fail(path, 'a non-empty list (one entry per negative model)', v)
-        return [item_check(f'{path}[{i}]', x) for i, x in enumerate(v)]
-    check.__name__ = f'list of {item_check.__name__} (or one for all)'
-    return check
-
-
-def layer_weights(path, v):
-    if not isinstance(v, dict) or not v:
-        _fail(path, 'a mapping of VGG layer name to weight, e.g. {relu1_2: 0.2, relu2_2: 0.3}', v)
-    return {str(k): non_negative_float(f'{path}.{k}', w) for k, w in v.items()}
 
 
 # --------------------------------------------------------------------------- the definitions
@@ -291,7 +212,7 @@ def validate_section(path, given, spec):
     if given is None:
         given = {}
     if not isinstance(given, dict):
-        _fail(path, 'a mapping', given)
+        fail(path, 'a mapping', given)
     _unknown_keys(path, given, spec)
     out = {}
     for key, option in spec.items():
@@ -313,18 +234,18 @@ def _from_official(train):
         negatives.update(refresh='adaptive', adaptive_threshold=train['neg_t'])
     percep = train.get('perceptual_opt')
     if not isinstance(percep, dict):
-        _fail('train.perceptual_opt', 'a PerceptualLoss mapping (the official fork subtracts it)', percep)
+        fail('train.perceptual_opt', 'a PerceptualLoss mapping (the official fork subtracts it)', percep)
     percep = dict(percep)
     if percep.pop('type', 'PerceptualLoss') != 'PerceptualLoss':
-        _fail('train.perceptual_opt.type', 'PerceptualLoss', train['perceptual_opt'].get('type'))
+        fail('train.perceptual_opt.type', 'PerceptualLoss', train['perceptual_opt'].get('type'))
     if percep.pop('style_weight', 0) not in (0, 0.0, None):
-        _fail('train.perceptual_opt.style_weight', '0 (a subtracted style term is not supported)',
+        fail('train.perceptual_opt.style_weight', '0 (a subtracted style term is not supported)',
               train['perceptual_opt']['style_weight'])
     spn = {'type': 'SPNLoss'}
     renames = {'vgg_type': 'feature', 'perceptual_weight': 'loss_weight'}
     for key, value in percep.items():
         if key == 'criterion' and value == 'fro':
-            _fail('train.perceptual_opt.criterion', 'l1 or l2', value)
+            fail('train.perceptual_opt.criterion', 'l1 or l2', value)
         spn[renames.get(key, key)] = value
     spn.setdefault('feature', 'vgg19')  # BasicSR's PerceptualLoss default
     spn.setdefault('loss_weight', 1.0)
@@ -369,7 +290,7 @@ def _normalise_negatives(neg, path):
 def _check_split_batch(opt, neg, path):
     train_set = (opt.get('datasets') or {}).get('train') or {}
     batch, k = train_set.get('batch_size_per_gpu'), len(neg['update_every'])
-    if neg['split_batch'] and _is_number(batch) and batch < k:
+    if neg['split_batch'] and is_number(batch) and batch < k:
         raise MCLIROptionError(
             f'{path}.split_batch: needs datasets.train.batch_size_per_gpu ({batch}) >= the number of negatives '
             f'K ({k}), so that every negative meets at least one sample per step; raise the batch size, use fewer '
@@ -393,9 +314,9 @@ def _check_spn(spn, path):
 
 def _check_uncertainty(section, path):
     if section['floor'] <= 0:
-        _fail(f'{path}.floor', 'a number in (0, 1] (a floor of 0 would let pixels be ignored)', section['floor'])
+        fail(f'{path}.floor', 'a number in (0, 1] (a floor of 0 would let pixels be ignored)', section['floor'])
     if section['cap'] < 1:
-        _fail(f'{path}.cap', 'a number >= 1 (the weights are around 1 by construction)', section['cap'])
+        fail(f'{path}.cap', 'a number >= 1 (the weights are around 1 by construction)', section['cap'])
 
 
 def _check_cr(section, path):
@@ -411,10 +332,10 @@ def parse_mclir_options(opt):
     ``train.spn_opt`` (and the official keys) SPN is off: ``spn`` is None, and so is ``negatives`` unless
     ``train.uncertainty_opt`` uses them."""
     if not isinstance(opt, dict):
-        _fail('<options>', 'a mapping', opt)
+        fail('<options>', 'a mapping', opt)
     train = opt.get('train')
     if not isinstance(train, dict):
-        _fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
+        fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
     amp = TRAIN['amp'].check('train.amp', train.get('amp'))
     TRAIN['use_grad_clip'].check('train.use_grad_clip', train.get('use_grad_clip'))
     cr = _optional_section(train, 'cr_opt', CR, amp)

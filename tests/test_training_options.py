@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 
-from mclir_basicsr.models.optim import accepted_types, check_optimizer, check_scheduler
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
+from mclir_basicsr.preflight.optim import accepted_types, check_optimizer, check_scheduler
 
 from helpers import PY, run, train_options, write_yaml
 

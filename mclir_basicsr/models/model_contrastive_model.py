@@ -40,8 +40,9 @@ from torch.nn import functional as F
 from mclir_basicsr.addon_runs import AtomicSaveMixin
 from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.models.guards import CheckpointGuardMixin, CheckpointMismatchError, NonFiniteError  # noqa: F401
-from mclir_basicsr.models.optim import TorchOptimMixin, check_optim
+from mclir_basicsr.models.optim import TorchOptimMixin
 from mclir_basicsr.options import describe_refresh, dtype_or_none, parse_mclir_options
+from mclir_basicsr.preflight.optim import check_optim
 from mclir_basicsr.resume import ExactResumeMixin
 
 

@@ -1,4 +1,4 @@
-"""Checks of the files a run reads, before anything is written (issue 15).
+"""Checks of the files and folders a run reads, before anything is written.
 
 * :func:`check_paths` (called when the option file is parsed, before BasicSR creates
   ``experiments/`` or ``results/``): every dataset's ``dataroot_gt`` / ``dataroot_lq`` (disk: an
@@ -19,6 +19,8 @@ import zipfile
 
 import torch
 
+from mclir_basicsr.preflight import PreflightError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 # Dataset types whose roots are known: (keys that must be set, BasicSR reads meta_info.txt in an lmdb root)
 KNOWN_DATASETS = {
@@ -26,10 +28,6 @@ KNOWN_DATASETS = {
     'SingleImageDataset': ('dataroot_lq',),
 }
 ROOT_KEYS = ('dataroot_gt', 'dataroot_lq')
-
-
-class PreflightError(ValueError):
-    """A file or folder named in the option file that the run cannot use. One line, naming it."""
 
 
 def _where(path):

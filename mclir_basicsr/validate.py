@@ -1,0 +1,102 @@
+"""Checks of option values, shared by the MCLIR schema (:mod:`mclir_basicsr.options`) and the checks of
+BasicSR's own sections (:mod:`mclir_basicsr.preflight`): each takes the option's path and its value, returns
+the (normalised) value or raises :class:`MCLIROptionError` whose one-line message starts with the path and says
+what was expected. Standard library only.
+"""
+import difflib
+import math
+
+from mclir_basicsr.errors import MCLIRError
+
+
+class MCLIROptionError(MCLIRError, ValueError):
+    """A bad option. The message starts with the option's path (``train.negatives.decay[1]: ...``)."""
+
+
+def fail(path, expected, value):
+    raise MCLIROptionError(f'{path}: expected {expected}, got {value!r}')
+
+
+def did_you_mean(value, choices):
+    """' (did you mean 'x'?)' for the closest choice, case-insensitively; '' if none is close."""
+    lowered = {str(c).lower(): c for c in choices}
+    close = difflib.get_close_matches(str(value).lower(), list(lowered), n=1)
+    return f' (did you mean {lowered[close[0]]!r}?)' if close else ''
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def positive_int(path, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        fail(path, 'a positive integer', v)
+    return v
+
+
+def unit_float(path, v):
+    if not is_number(v) or not 0 <= v <= 1:
+        fail(path, 'a number in [0, 1]', v)
+    return float(v)
+
+
+def non_negative_float(path, v):
+    if not is_number(v) or not math.isfinite(v) or v < 0:
+        fail(path, 'a finite number >= 0', v)
+    return float(v)
+
+
+def optional_positive_float(path, v):
+    if v is None:
+        return None
+    if not is_number(v) or not math.isfinite(v) or v <= 0:
+        fail(path, 'null or a finite number > 0', v)
+    return float(v)
+
+
+def boolean(path, v):
+    if not isinstance(v, bool):
+        fail(path, 'true or false', v)
+    return v
+
+
+def optional_str(path, v):
+    if v is not None and not (isinstance(v, str) and v):
+        fail(path, 'null or a file path', v)
+    return v
+
+
+def boolean_or_auto(path, v):
+    if not (isinstance(v, bool) or v == 'auto'):
+        fail(path, 'true, false or auto', v)
+    return v
+
+
+def one_of(*choices, optional=False):
+    def check(path, v):
+        if optional and v is None:
+            return None
+        if not isinstance(v, str) or v not in choices:
+            accepted = ', '.join(choices) + (', null' if optional else '')
+            hint = did_you_mean(v, choices) if isinstance(v, str) else ''
+            raise MCLIROptionError(f'{path}: expected one of {accepted}; got {v!r}{hint}')
+        return v
+    check.choices = choices
+    return check
+
+
+def list_of(item_check):
+    def check(path, v):
+        if is_number(v):  # a scalar is broadcast to every negative
+            return item_check(path, v)
+        if not isinstance(v, (list, tuple)) or not v:
+            fail(path, 'a non-empty list (one entry per negative model)', v)
+        return [item_check(f'{path}[{i}]', x) for i, x in enumerate(v)]
+    check.__name__ = f'list of {item_check.__name__} (or one for all)'
+    return check
+
+
+def layer_weights(path, v):
+    if not isinstance(v, dict) or not v:
+        fail(path, 'a mapping of VGG layer name to weight, e.g. {relu1_2: 0.2, relu2_2: 0.3}', v)
+    return {str(k): non_negative_float(f'{path}.{k}', w) for k, w in v.items()}
