@@ -1,27 +1,40 @@
-"""Register the add-on the moment BasicSR is imported, in any process.
+"""The start-up hook: the one place that wires BasicSR to the add-on.
 
-``mclir_basicsr_autoload.pth`` (installed next to the package) imports this package at
-interpreter start-up (unless switched off), which calls :func:`install`. That only appends two
-finders to ``sys.meta_path`` (standard library, no torch): the torchvision alias of
-:mod:`mclir_basicsr.compat` and :class:`_BasicSRHook`, which waits for ``import basicsr``.
-When BasicSR's package has finished importing, the hook imports the add-on's models and losses,
-whose decorators register them, and applies :func:`mclir_basicsr.compat.apply`: the fixes for
-upstream breakage, and the switch that gives add-on runs (and only them) the add-on's behaviour.
-Processes that never import basicsr pay for two list appends.
+``mclir_basicsr_autoload.pth`` (installed next to the package) imports this package at interpreter start-up
+(unless switched off), which calls :func:`install`. That only appends two finders to ``sys.meta_path``
+(standard library, no torch): the torchvision alias of :mod:`mclir_basicsr.compat` and :class:`_BasicSRHook`,
+which waits for ``import basicsr``. When BasicSR's package has finished importing, :func:`activate`:
 
-``MCLIR_BASICSR_AUTOLOAD=0`` switches the start-up hook off; ``import mclir_basicsr`` still works.
+1. imports the add-on's archs, losses and models, whose decorators register them under names that never
+   collide with another program's (:mod:`mclir_basicsr.registration`);
+2. applies the fixes for upstream breakage and their guard (:func:`mclir_basicsr.compat.apply`);
+3. where the guard allows it, wraps BasicSR's ``parse_options`` once more: for every option file it parses,
+   the add-on's run behaviour is switched on for an add-on run (a model of the add-on's, or every run with
+   ``MCLIR_BASICSR_ADDON=1``) and off for any other (:func:`mclir_basicsr.runs.use`), and an add-on run's whole
+   option file is checked before anything is written (:func:`mclir_basicsr.preflight.check_run`); an installed
+   BasicSR script's outputs of an add-on run go to the working directory (W7);
+4. makes the add-on's user errors (:class:`mclir_basicsr.errors.MCLIRError`) print as one line without a
+   traceback and exit with status 1 (``MCLIR_BASICSR_TRACEBACK=1`` shows the traceback); other exceptions
+   are printed as before.
+
+Processes that never import basicsr pay for two list appends. ``MCLIR_BASICSR_AUTOLOAD=0`` switches the
+start-up hook off; ``import mclir_basicsr`` still works.
 """
+import os
 import sys
 
 from mclir_basicsr import compat
+from mclir_basicsr.errors import MCLIRError
 
 ENV_SWITCH = 'MCLIR_BASICSR_AUTOLOAD'
 OFF_VALUES = ('0', 'false', 'no', 'off')
+ON_VALUES = ('1', 'true', 'yes', 'on')
+TRACEBACK_ENV = 'MCLIR_BASICSR_TRACEBACK'
 _ACTIVE = False
 
 
 def activate():
-    """Apply the workarounds and register everything. Needs an imported basicsr. Idempotent."""
+    """Register everything, apply the fixes and wire the option parser. Needs an imported basicsr. Idempotent."""
     global _ACTIVE
     if _ACTIVE:
         return
@@ -29,9 +42,94 @@ def activate():
     import mclir_basicsr.archs  # noqa: F401  (the decorators register)
     import mclir_basicsr.losses  # noqa: F401
     import mclir_basicsr.models  # noqa: F401
-    compat.apply()  # after the registration: it tells add-on runs by their registered model_type
+    compat.apply()
+    sys.excepthook = one_line_errors(sys.excepthook)
+    if compat.STATUS.get(compat.ADDON_RUNS) == 'applied':
+        from basicsr.utils import options
+        options.parse_options = wrap_parse_options(options.parse_options)
+        compat._rebind('parse_options', options.parse_options)
+        from mclir_basicsr.runs.outputs import redirect_installed_script_outputs
+        if compat.main_basicsr_script():
+            redirect_installed_script_outputs(is_addon_run(compat.read_option_file(sys.argv)))
 
 
+# --------------------------------------------------------------------------- which runs are the add-on's
+def opted_in():
+    """The user asked for the add-on behaviour in every run (``MCLIR_BASICSR_ADDON=1``)."""
+    return os.environ.get(compat.ADDON_ENV, '').strip().lower() in ON_VALUES
+
+
+def is_addon_model(opt):
+    """True when the option file's ``model_type`` names a model of the add-on's (under either of its names)."""
+    from mclir_basicsr.registration import owner
+    model_type = opt.get('model_type')
+    return isinstance(model_type, str) and owner('model', model_type) == 'mclir_basicsr'
+
+
+def is_addon_run(opt):
+    """True for an option file of one of the add-on's models, or when the user opted in."""
+    return opted_in() or is_addon_model(opt)
+
+
+def wrap_parse_options(parse_options):
+    """``parse_options`` that switches the add-on's run behaviour for each option file and checks an add-on
+    run's options before BasicSR writes anything."""
+    if getattr(parse_options, '_mclir_addon', False):
+        return parse_options
+
+    def wrapped(root_path, is_train=True):
+        opt, args = parse_options(root_path, is_train)
+        from mclir_basicsr import runs
+        addon = is_addon_model(opt)
+        runs.use(addon or opted_in(), opt.get('model_type'))
+        if addon:
+            from mclir_basicsr import preflight
+            preflight.check_run(opt, is_train)
+            _note_names_of_others(opt)
+        return opt, args
+
+    wrapped._mclir_wrapped = wrapped._mclir_addon = True
+    wrapped.__wrapped__ = parse_options
+    wrapped.__doc__ = parse_options.__doc__
+    return wrapped
+
+
+def _note_names_of_others(opt):
+    """An add-on run that names a component by a short name another program holds gets that program's class:
+    say so once, with the add-on's own name (e.g. ``network_g.type: FFANet``, the add-on's is MCLIR_FFANet)."""
+    from mclir_basicsr.registration import PREFIX, owner
+    named = [('network_g.type', 'arch', (opt.get('network_g') or {}).get('type'))]
+    named += [(f'train.{key}.type', 'loss', section.get('type')) for key, section in (opt.get('train') or {}).items()
+              if key.endswith('_opt') and isinstance(section, dict)]
+    for path, kind, name in named:
+        if not isinstance(name, str) or owner(kind, PREFIX + name) != 'mclir_basicsr':
+            continue
+        other = owner(kind, name)
+        if other not in (None, 'mclir_basicsr') and opt.get('rank', 0) == 0:
+            print(f'mclir-basicsr: note: {path}: {name} is registered by {other}, which this run builds; the '
+                  f"add-on's is {PREFIX}{name}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- one-line errors
+def one_line_errors(previous):
+    """An excepthook that prints an :class:`MCLIRError` as its one line (``module.Class: message``, as the last
+    line of a traceback reads) and hands every other exception to ``previous``."""
+    if getattr(previous, '_mclir_one_line', False):
+        return previous
+
+    def hook(exc_type, exc, tb):
+        shown = os.environ.get(TRACEBACK_ENV, '').strip().lower() in ON_VALUES
+        if issubclass(exc_type, MCLIRError) and not shown:
+            message = ' '.join(str(exc).split())  # one line, whatever the message holds
+            print(f'{exc_type.__module__}.{exc_type.__qualname__}: {message}', file=sys.stderr, flush=True)
+            return
+        previous(exc_type, exc, tb)
+
+    hook._mclir_one_line = True
+    return hook
+
+
+# --------------------------------------------------------------------------- the import hook
 class _LoaderThenActivate:
     """Wraps BasicSR's loader (duck-typed: importlib.abc costs 15 ms to import at start-up)."""
 
@@ -73,4 +171,3 @@ def install():
         sys.meta_path.insert(0, _BasicSRHook())
     if 'basicsr' in sys.modules:
         activate()  # basicsr was imported before us (hook switched off, or ``python -S``)
-

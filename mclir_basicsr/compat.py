@@ -1,4 +1,4 @@
-"""Fixes for upstream breakage (global), the guard that applies them, and the switch to add-on runs.
+"""Fixes for upstream breakage, and the guard that applies them (nothing else lives here).
 
 BasicSR 1.4.2 (the current PyPI release) was written for torch 1.x and CUDA. The fixes below
 apply to every program that imports basicsr, because without them BasicSR fails; each is small,
@@ -22,20 +22,16 @@ tested in ``tests/test_compat.py``, and steps aside where upstream works:
        on CPU: no device ids on CPU (upstream's method is called unchanged otherwise).
 =====  ==================================================================================
 
-Behaviour the add-on ADDS (W6 atomic saves, W7 outputs in the working directory, W8 exact
-resume, W9 data errors that name files; :mod:`mclir_basicsr.addon_runs`) applies only to add-on
-runs: the ``parse_options`` wrapper decides it for each option file it parses, from the file's
-``model_type`` (a model registered by ``mclir_basicsr``) or the opt-in ``MCLIR_BASICSR_ADDON=1``
-(``MCLIR_BASICSR_ADDON=0``: the fixes only, for every run, the add-on's models included).
-A Real-ESRGAN, GFPGAN or plain SRModel run in the same environment behaves as without the add-on.
-
 The guard: :func:`apply` patches only a BasicSR in :data:`TESTED_RANGE` (``MCLIR_BASICSR_COMPAT=force``
 overrides), and only where every attribute a workaround touches exists with the expected
 parameters. Each workaround is applied whole or not at all; what is skipped is named in one
-:class:`BasicSRCompatWarning`.
+:class:`BasicSRCompatWarning`. The guard also decides whether the add-on's own run behaviour
+(W6-W9, :mod:`mclir_basicsr.runs`, bound per option file by the start-up hook) may be used on this
+BasicSR: :data:`STATUS` says so under :data:`ADDON_RUNS`.
 
-This module imports only ``os`` and ``sys`` at import time: the start-up hook
-(:mod:`mclir_basicsr._autoload`) uses it in every Python process, before torch is loaded.
+This module imports only ``os`` and ``sys`` at import time and nothing of the add-on: the start-up
+hook (:mod:`mclir_basicsr._autoload`) uses it in every Python process, before torch is loaded, and it
+can be loaded on its own (the fixes without the add-on).
 """
 import os
 import sys
@@ -43,7 +39,6 @@ import sys
 TESTED_RANGE = ((1, 4, 2), (1, 5))   # BasicSR >= 1.4.2, < 1.5 (PyPI 1.4.2 and the master branch)
 FORCE_ENV = 'MCLIR_BASICSR_COMPAT'   # 'force': apply on an untested BasicSR version too
 ADDON_ENV = 'MCLIR_BASICSR_ADDON'    # '1': add-on behaviour (W6-W9) for every model_type; '0': for none
-ON_VALUES = ('1', 'true', 'yes', 'on')
 OFF_VALUES = ('0', 'false', 'no', 'off')
 
 STATUS = {}  # workaround name -> 'applied' or 'skipped: <why>' (filled by apply)
@@ -129,7 +124,7 @@ def init_dist(launcher, backend=None, file_params=None, **kwargs):
         raise ValueError(f'Invalid launcher type: {launcher}')
 
 
-# --------------------------------------------------------------------------- W3 + the parse hook
+# --------------------------------------------------------------------------- W3 (and W2's dist_params)
 def normalise_argv(argv):
     """``--local-rank=N`` / ``--local-rank N`` (torch.distributed.launch) -> ``--local_rank``."""
     return ['--local_rank' + a[len('--local-rank'):] if a.startswith('--local-rank') else a for a in argv]
@@ -150,25 +145,6 @@ def read_option_file(argv):
     return {}
 
 
-def opted_in():
-    """The user asked for the add-on behaviour in every run (``MCLIR_BASICSR_ADDON=1``)."""
-    return os.environ.get(ADDON_ENV, '').strip().lower() in ON_VALUES
-
-
-def is_addon_model(opt):
-    """True when the option file's ``model_type`` is a model registered by ``mclir_basicsr``."""
-    from basicsr.utils.registry import MODEL_REGISTRY
-    model_type = opt.get('model_type')
-    if not isinstance(model_type, str) or model_type not in MODEL_REGISTRY:
-        return False
-    return MODEL_REGISTRY.get(model_type).__module__.split('.')[0] == 'mclir_basicsr'
-
-
-def is_addon_run(opt):
-    """True for an option file of one of the add-on's models, or when the user opted in."""
-    return opted_in() or is_addon_model(opt)
-
-
 def _parse_with_file_dist_params(parse_options, root_path, is_train):
     """Run BasicSR's parser with W2's init_dist seeing the option file's dist_params."""
     import functools
@@ -182,23 +158,9 @@ def _parse_with_file_dist_params(parse_options, root_path, is_train):
         options.init_dist = init_dist
 
 
-def check_addon_options(opt, is_train):
-    """Checks of an add-on model's options that fail before any dataset is built (one-line errors)."""
-    from mclir_basicsr import preflight
-    preflight.check_run(opt, is_train)
-
-
-def switch_addon_behaviour(opt):
-    """Bind W6-W9 for an add-on run, restore BasicSR's own names for any other (per option file)."""
-    if STATUS.get(ADDON_RUNS) != 'applied':
-        return
-    from mclir_basicsr import addon_runs
-    addon_runs.use(is_addon_run(opt), opt.get('model_type'))
-
-
 def wrap_parse_options(parse_options):
-    """Wrap ``basicsr.utils.options.parse_options``: W3, dist_params for W2, W4 in a script's
-    ``__main__``, the add-on behaviour switched on or off for this option file, early checks."""
+    """Wrap ``basicsr.utils.options.parse_options``: W3, the option file's dist_params for W2, W4 in a
+    script's ``__main__``. (The start-up hook wraps the result again for the add-on's own runs.)"""
     if getattr(parse_options, '_mclir_wrapped', False):
         return parse_options
 
@@ -207,9 +169,6 @@ def wrap_parse_options(parse_options):
         opt, args = _parse_with_file_dist_params(parse_options, root_path, is_train)
         if STATUS.get('W4 resume states') == 'applied':
             _rebind_main_script({'load_resume_state': load_resume_state})
-        switch_addon_behaviour(opt)
-        if is_addon_model(opt):
-            check_addon_options(opt, is_train)
         return opt, args
 
     wrapped._mclir_wrapped = True
@@ -221,6 +180,12 @@ def wrap_parse_options(parse_options):
 # --------------------------------------------------------------------------- W4 (resume)
 def load_resume_state(opt):
     """Drop-in for ``basicsr.train.load_resume_state`` that loads on the model's device."""
+    return load_state(opt)
+
+
+def load_state(opt, select=None):
+    """:func:`load_resume_state`; ``select(opt, path)``, when given, returns the state to load instead of the one
+    found (the add-on's runs skip unreadable states)."""
     import torch
     from basicsr.utils import check_resume
 
@@ -237,8 +202,8 @@ def load_resume_state(opt):
         path = opt['path'].get('resume_state')
     if path is None:
         return None
-    from mclir_basicsr import preflight  # issue 15: the newest readable state, or a one-line error
-    path = preflight.readable_resume_state(opt, path)
+    if select is not None:
+        path = select(opt, path)
     if opt['num_gpu'] != 0 and torch.cuda.is_available():
         device = torch.device('cuda', torch.cuda.current_device())
     else:
@@ -263,24 +228,6 @@ def wrap_model_to_device(model_to_device):
     wrapped._mclir_wrapped = True
     wrapped.__wrapped__ = model_to_device
     return wrapped
-
-
-# --------------------------------------------------------------------------- W6 helper
-def atomic_torch_save(obj, f, *args, **kwargs):
-    """``torch.save`` that never leaves a truncated file at ``f`` (used by add-on models' saves)."""
-    import torch
-    if not isinstance(f, (str, os.PathLike)):
-        return torch.save(obj, f, *args, **kwargs)
-    f = os.fspath(f)
-    tmp = os.path.join(os.path.dirname(f) or '.', f'.{os.path.basename(f)}.{os.getpid()}.tmp')
-    try:
-        torch.save(obj, tmp, *args, **kwargs)
-        with open(tmp, 'rb') as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, f)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # --------------------------------------------------------------------------- script namespaces
@@ -316,33 +263,6 @@ def _rebind_main_script(replacements):
         for name, value in replacements.items():
             if hasattr(main, name):
                 setattr(main, name, value)
-
-
-# --------------------------------------------------------------------------- W7 (add-on runs only)
-ROOT_ENV = 'MCLIR_BASICSR_ROOT'  # 'package': keep an installed BasicSR script's outputs in site-packages
-
-
-def _installed_basicsr_dir():
-    import site
-    import sysconfig
-
-    import basicsr
-    pkg = os.path.realpath(os.path.dirname(basicsr.__file__))
-    roots = {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}
-    roots.update(getattr(site, 'getsitepackages', list)())
-    if hasattr(site, 'getusersitepackages'):
-        roots.add(site.getusersitepackages())
-    roots = {os.path.realpath(r) for r in roots}
-    return pkg if os.path.dirname(pkg) in roots else None
-
-
-def redirect_installed_script_outputs(addon):
-    """BasicSR's scripts use ``root = dirname(dirname(__main__.__file__))`` for experiments/,
-    results/ and tb_logger/. For an installed basicsr that is site-packages; for an add-on run,
-    point it at the working directory. A BasicSR git clone keeps BasicSR's behaviour."""
-    if addon and main_basicsr_script() and _installed_basicsr_dir() and os.environ.get(ROOT_ENV, '') != 'package':
-        main = sys.modules['__main__']
-        main.__file__ = os.path.join(os.getcwd(), 'basicsr', os.path.basename(main.__file__))
 
 
 # --------------------------------------------------------------------------- the guard
@@ -458,9 +378,7 @@ def _apply_w5():
 
 
 def _apply_addon_runs():
-    """W6/W8/W9 are bound per option file by the parse wrapper; W7 must be decided now."""
-    if main_basicsr_script():
-        redirect_installed_script_outputs(is_addon_run(read_option_file(sys.argv)))
+    """Nothing to patch: the start-up hook binds W6-W9 per option file when :data:`STATUS` allows it."""
 
 
 _APPLY = {'W2 CPU launcher': _apply_w2, 'W3 --local-rank': _apply_w3, 'W4 resume states': _apply_w4,
@@ -479,8 +397,8 @@ def _warn_skipped(version, skipped):
 
 
 def apply(addon_runs=True):
-    """Apply W2-W5, and the add-on-run switch (W6-W9) unless ``addon_runs`` is False or
-    ``MCLIR_BASICSR_ADDON=0``, to an imported BasicSR. Each workaround whole or not at all (see
+    """Apply W2-W5 to an imported BasicSR, and decide whether the add-on's run behaviour (W6-W9) may be used
+    (not when ``addon_runs`` is False or ``MCLIR_BASICSR_ADDON=0``). Each workaround whole or not at all (see
     :func:`plan`); warns once per process. Idempotent."""
     global _APPLIED
     if _APPLIED:

@@ -97,7 +97,7 @@ NEGATIVES = {
 }
 
 SPN = {
-    'type': Option('SPNLoss', one_of('SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
+    'type': Option('SPNLoss', one_of('SPNLoss', 'MCLIR_SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
     'loss_weight': Option(0.001, non_negative_float,
                           'lambda: weight of the SPN term. 0.001 is the paper\'s value for VGG features (not '
                           're-measured here: no VGG weights offline). With `feature: pixel` 0.001 is a no-op; the '
@@ -127,7 +127,7 @@ SPN = {
 }
 
 CR = {
-    'type': Option('CRLoss', one_of('CRLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
+    'type': Option('CRLoss', one_of('CRLoss', 'MCLIR_CRLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
     'loss_weight': Option(0.1, non_negative_float, 'Weight of the CR term (0.1: AECR-Net\'s).'),
     'feature': Option('vgg19', one_of(*FEATURES), 'Feature space: VGG features (AECR-Net: VGG19), or the pixels.'),
     'layer_weights': Option({'relu1_1': 0.03125, 'relu2_1': 0.0625, 'relu3_1': 0.125, 'relu4_1': 0.25,
@@ -145,8 +145,8 @@ CR = {
 }
 
 UNCERTAINTY = {
-    'type': Option('UncertaintyWeightedLoss', one_of('UncertaintyWeightedLoss'), 'The loss class (LOSS_REGISTRY).',
-                   required=True),
+    'type': Option('UncertaintyWeightedLoss', one_of('UncertaintyWeightedLoss', 'MCLIR_UncertaintyWeightedLoss'),
+                   'The loss class (LOSS_REGISTRY).', required=True),
     'loss_weight': Option(1.0, non_negative_float,
                           'Weight of the uncertainty-weighted reconstruction term (our design, not the paper\'s: '
                           'README, "Uncertainty-weighted loss"). Use it in place of `pixel_opt` or next to it.'),

@@ -1,5 +1,5 @@
 """One test (at least) per workaround: the global fixes (W1-W5) in mclir_basicsr/compat.py, the guard,
-and the scoping of the add-on's behaviour (W6-W9, mclir_basicsr/addon_runs.py) to add-on runs. W2/W5/W7/W8/W9
+and the scoping of the add-on's behaviour (W6-W9, mclir_basicsr/runs/) to add-on runs. W2/W5/W7/W8/W9
 also run end to end in test_resume.py, test_autoload.py and test_robustness.py."""
 import importlib
 import os
@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from mclir_basicsr import addon_runs, compat, resumable_data
+from mclir_basicsr import compat, io_utils
+from mclir_basicsr.runs import data_errors, resumable_data, saving
 
 from helpers import PY, free_port, run, train_options, write_yaml
 
@@ -93,7 +94,7 @@ def test_w5_cpu_ddp_gets_no_device_ids():
 
 def test_w6_atomic_save_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch):
     target = tmp_path / 'net_g_4.pth'
-    compat.atomic_torch_save({'a': torch.ones(3)}, str(target))
+    io_utils.atomic_torch_save({'a': torch.ones(3)}, str(target))
     real_save = torch.save
 
     def crash(obj, f, *a, **k):
@@ -103,7 +104,7 @@ def test_w6_atomic_save_keeps_the_old_file_when_saving_fails(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, 'save', crash)
     with pytest.raises(KeyboardInterrupt):
-        compat.atomic_torch_save({'a': torch.zeros(3)}, str(target))
+        io_utils.atomic_torch_save({'a': torch.zeros(3)}, str(target))
     monkeypatch.setattr(torch, 'save', real_save)
     assert torch.equal(torch.load(target)['a'], torch.ones(3))
     assert os.listdir(tmp_path) == ['net_g_4.pth']
@@ -123,7 +124,7 @@ def _sr_model(tmp_path, data_x2, cls):
 def test_w6_mixin_writes_what_basicsr_writes(tmp_path, data_x2, monkeypatch):
     from basicsr.models.sr_model import SRModel
 
-    class Atomic(addon_runs.AtomicSaveMixin, SRModel):
+    class Atomic(saving.AtomicSaveMixin, SRModel):
         pass
 
     ours, theirs = _sr_model(tmp_path / 'a', data_x2, Atomic), _sr_model(tmp_path / 'b', data_x2, SRModel)
@@ -134,7 +135,7 @@ def test_w6_mixin_writes_what_basicsr_writes(tmp_path, data_x2, monkeypatch):
         a, b = (torch.load(tmp_path / d / what, weights_only=False) for d in 'ab')
         assert repr(a) == repr(b), what  # same keys, same values, same order
     saved = []
-    monkeypatch.setattr(addon_runs, 'atomic_torch_save', lambda obj, path: saved.append(path))
+    monkeypatch.setattr(io_utils, 'atomic_torch_save', lambda obj, path: saved.append(path))
     ours.save(-1, -1)
     assert [os.path.basename(p) for p in saved] == ['net_g_latest.pth']  # no state for 'latest', as BaseModel
 
@@ -157,7 +158,7 @@ def _parse(tmp_path, monkeypatch, opt):
 
 
 def test_any_add_on_module_can_be_imported_first():
-    for module in ('mclir_basicsr.resume', 'mclir_basicsr.resumable_data', 'mclir_basicsr.addon_runs',
+    for module in ('mclir_basicsr.runs.resume', 'mclir_basicsr.runs.resumable_data', 'mclir_basicsr.runs',
                    'mclir_basicsr.models.model_contrastive_model', 'mclir_basicsr.losses.spn_loss'):
         run([PY, '-c', f'import {module}; from basicsr.utils.registry import MODEL_REGISTRY; '
                        'assert "ModelContrastiveModel" in MODEL_REGISTRY'], cwd=os.getcwd())
@@ -173,16 +174,16 @@ def test_addon_behaviour_only_for_addon_runs_or_opt_in(tmp_path, data_x2, monkey
 
     ours, ours_test, ours_save = _parse(tmp_path, monkeypatch, train_options('mc', data_x2, spn=SPN, val=False))
     assert ours == dict(zip(plain, (resumable_data.ResumableSampler, resumable_data.ResumableCPUPrefetcher,
-                                    resumable_data.ResumableCUDAPrefetcher, addon_runs.build_dataset)))
-    assert ours_test is addon_runs.build_dataset
+                                    resumable_data.ResumableCUDAPrefetcher, data_errors.build_dataset)))
+    assert ours_test is data_errors.build_dataset
     from mclir_basicsr.models.model_contrastive_model import ModelContrastiveModel
-    own = issubclass(ModelContrastiveModel, addon_runs.AtomicSaveMixin)  # else BaseModel's is patched for the run
-    assert ours_save is (plain_save if own else addon_runs.AtomicSaveMixin.__dict__['save_network'])
+    own = issubclass(ModelContrastiveModel, saving.AtomicSaveMixin)  # else BaseModel's is patched for the run
+    assert ours_save is (plain_save if own else saving.AtomicSaveMixin.__dict__['save_network'])
 
     assert _parse(tmp_path, monkeypatch, sr) == (plain, plain_test, plain_save)  # the next run is BasicSR's again
     monkeypatch.setenv(compat.ADDON_ENV, '1')
     opted, _, opted_save = _parse(tmp_path, monkeypatch, sr)
-    assert opted == ours and opted_save is addon_runs.AtomicSaveMixin.__dict__['save_network']
+    assert opted == ours and opted_save is saving.AtomicSaveMixin.__dict__['save_network']
     monkeypatch.delenv(compat.ADDON_ENV)
     assert _parse(tmp_path, monkeypatch, sr) == (plain, plain_test, plain_save)
 
@@ -195,13 +196,13 @@ def test_data_errors_wrapper_delegates_and_pickles(data_x2):
            'dataroot_gt': os.path.join(data_x2, 'gt'), 'dataroot_lq': os.path.join(data_x2, 'lq')}
     plain = build_dataset(opt)
     assert type(plain).__name__ == 'PairedImageDataset'  # BasicSR's own build_dataset is untouched
-    ds = addon_runs.build_dataset(opt)
+    ds = data_errors.build_dataset(opt)
     assert type(ds.dataset) is type(plain) and ds.opt['name'] == 'x' and ds.paths == plain.paths
     again = pickle.loads(pickle.dumps(ds))  # spawned DataLoader workers
     assert type(again.dataset) is type(plain) and len(again) == len(plain) == 6
     torch.testing.assert_close(again[0]['gt'], plain[0]['gt'])
     ds.dataset.paths[1]['lq_path'] = '/nonexistent.png'
-    with pytest.raises(addon_runs.DataLoadError, match=r'PairedImageDataset sample 7 .*gt_path: .*001\.png'):
+    with pytest.raises(data_errors.DataLoadError, match=r'PairedImageDataset sample 7 .*gt_path: .*001\.png'):
         ds[7]
 
 

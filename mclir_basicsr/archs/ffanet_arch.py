@@ -3,8 +3,9 @@
 Written from the paper's description; registered in BasicSR's ``ARCH_REGISTRY`` as ``FFANet``.
 """
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+
+from mclir_basicsr.registration import component
 
 
 def _conv(in_ch, out_ch, kernel_size=3):
@@ -69,7 +70,7 @@ class Group(nn.Module):
         return self.gp(x) + x
 
 
-@ARCH_REGISTRY.register()
+@component('arch')
 class FFANet(nn.Module):
     """FFA-Net for single-image dehazing (scale 1, RGB in and out).
 

@@ -20,11 +20,11 @@ BasicSR's SRModel calls its losses with (output, gt) only; ModelContrastiveModel
 too (``train.cr_opt``), with or without SPN.
 """
 import torch
-from basicsr.utils.registry import LOSS_REGISTRY
 from torch.nn import functional as F
 
 from mclir_basicsr.losses.features import FeatureSpace, pointwise
 from mclir_basicsr.options import CR, SECTION_CHECKS, validate_section
+from mclir_basicsr.registration import component
 
 
 def batch_distance(a, b, criterion):
@@ -49,7 +49,7 @@ def match_input(lq, out, range_norm=False):
     return resized.clamp(-1 if range_norm else 0, 1).to(lq.dtype)
 
 
-@LOSS_REGISTRY.register()
+@component('loss')
 class CRLoss(FeatureSpace):
     """The CR term; every argument is documented in :mod:`mclir_basicsr.options` (README, "Options")."""
 

@@ -17,10 +17,10 @@ gradient; the K negatives' (and, for ``ratio``, the ground truth's) in one batch
 official code, which subtracts the mean of that over the negatives.
 """
 import torch
-from basicsr.utils.registry import LOSS_REGISTRY
 
 from mclir_basicsr.losses.features import FeatureSpace, pointwise
 from mclir_basicsr.options import SPN, validate_section
+from mclir_basicsr.registration import component
 
 
 def _criterion_(buf, criterion):
@@ -85,7 +85,7 @@ def _per_owner_mean(d, owners, k):
     return sums / counts.clamp(min=1)
 
 
-@LOSS_REGISTRY.register()
+@component('loss')
 class SPNLoss(FeatureSpace):
     """The SPN term; every argument is documented in :mod:`mclir_basicsr.options` (README, "Options")."""
 

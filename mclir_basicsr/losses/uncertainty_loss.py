@@ -18,11 +18,11 @@ one negative, and the spread is that one's distance. :class:`~mclir_basicsr.mode
 feeds the negatives' outputs it already computes for SPN: no extra forward.
 """
 import torch
-from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from mclir_basicsr.losses.features import pointwise
 from mclir_basicsr.options import UNCERTAINTY, MCLIROptionError, validate_section
+from mclir_basicsr.registration import component
 
 
 def uncertainty_weights(out: torch.Tensor, negs: torch.Tensor, floor: float = 0.1, cap: float = 3.0) -> torch.Tensor:
@@ -41,7 +41,7 @@ def uncertainty_weights(out: torch.Tensor, negs: torch.Tensor, floor: float = 0.
         return ratio.clamp_(floor, cap)
 
 
-@LOSS_REGISTRY.register()
+@component('loss')
 class UncertaintyWeightedLoss(nn.Module):
     """loss_weight * mean(w * criterion(out - gt)), w from the negatives' spread (module docstring)."""
 

@@ -31,19 +31,18 @@ from collections import OrderedDict
 
 import torch
 from basicsr.archs import build_network
-from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite
-from basicsr.utils.registry import MODEL_REGISTRY
 from torch.nn import functional as F
 
-from mclir_basicsr.addon_runs import AtomicSaveMixin
 from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.models.guards import CheckpointGuardMixin, CheckpointMismatchError, NonFiniteError  # noqa: F401
 from mclir_basicsr.models.optim import TorchOptimMixin
 from mclir_basicsr.options import describe_refresh, dtype_or_none, parse_mclir_options
 from mclir_basicsr.preflight.optim import check_optim
-from mclir_basicsr.resume import ExactResumeMixin
+from mclir_basicsr.registration import component
+from mclir_basicsr.runs.resume import ExactResumeMixin
+from mclir_basicsr.runs.saving import AtomicSaveMixin
 
 
 def _cpu_without_cuda(opt):
@@ -56,7 +55,15 @@ def _cpu_without_cuda(opt):
         opt['num_gpu'] = 0
 
 
-@MODEL_REGISTRY.register()
+def _own_loss(cls, section, device):
+    """The add-on's loss ``cls`` from its validated option section (None when the section is off): built from the
+    class itself, not by name, so a loss another program registered under the same short name is never used."""
+    if section is None:
+        return None
+    return cls(**{k: v for k, v in section.items() if k != 'type'}).to(device)
+
+
+@component('model')
 class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMixin, TorchOptimMixin, SRModel):
     """SRModel with K history negatives pushed away by SPNLoss."""
 
@@ -75,9 +82,10 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.amp_skipped = 0
         cfg = self.mclir
-        self.cri_spn = build_loss(dict(cfg.spn)).to(self.device) if cfg.spn_on else None
-        self.cri_cr = build_loss(dict(cfg.cr)).to(self.device) if cfg.cr is not None else None
-        self.cri_uncertainty = build_loss(dict(cfg.uncertainty)).to(self.device) if cfg.uncertainty else None
+        from mclir_basicsr import losses  # here: importing a loss module first imports basicsr, which imports this one
+        self.cri_spn = _own_loss(losses.SPNLoss, cfg.spn, self.device)
+        self.cri_cr = _own_loss(losses.CRLoss, cfg.cr, self.device)
+        self.cri_uncertainty = _own_loss(losses.UncertaintyWeightedLoss, cfg.uncertainty, self.device)
         self.negatives = self._build_negatives() if cfg.negatives is not None else None
         if 'use_grad_norm' in self.opt['train']:
             get_root_logger().warning('train.use_grad_norm is not read (nor was it by the official fork, whose example '

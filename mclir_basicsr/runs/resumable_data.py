@@ -1,6 +1,6 @@
 """BasicSR's sampler and prefetchers that can resume in the middle of an epoch (W8, add-on runs).
 
-They read and write :data:`mclir_basicsr.resume.PROGRESS`: the prefetchers count the batches
+They read and write :data:`mclir_basicsr.runs.resume.PROGRESS`: the prefetchers count the batches
 handed out in the current epoch; on the first ``reset`` after a resume, :class:`ResumableSampler`
 skips the samples already used (instantly, nothing is loaded) and the RNG states saved with the
 training state are restored right after the data iterator is created, before any batch is drawn.
@@ -10,7 +10,7 @@ import itertools
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
 
-from mclir_basicsr.resume import PROGRESS, set_rng_state
+from mclir_basicsr.runs.resume import PROGRESS, set_rng_state
 
 
 class ResumableSampler(EnlargedSampler):

@@ -2,14 +2,14 @@
 
 BasicSR saves ``(epoch, iter)`` and, on resume, starts the saved epoch's data order from its
 beginning, replaying batches the run already trained on; it does not save RNG states either.
-The pieces here fix that, for add-on runs (:mod:`mclir_basicsr.addon_runs` puts the sampler and
+The pieces here fix that, for add-on runs (:func:`mclir_basicsr.runs.use` puts the sampler and
 prefetchers in the training pipeline's namespace, W8):
 
 * :class:`EpochProgress` (one per training process, :data:`PROGRESS`): BasicSR builds the
   prefetcher and the model separately, so this is where they meet. The prefetchers count the
   batches handed out in the current epoch into it; on resume the model leaves a request in it
   (epoch, batches already used, this rank's RNG states);
-* :mod:`mclir_basicsr.resumable_data`: the prefetchers; on their first ``reset`` after
+* :mod:`mclir_basicsr.runs.resumable_data`: the prefetchers; on their first ``reset`` after
   a resume, the sampler skips the consumed samples (instantly, nothing is loaded) and
   the RNG states are restored right after the data iterator is created, before any batch is drawn;
 * :class:`ExactResumeMixin`: the model side. Its training state holds, besides BasicSR's optimiser
@@ -25,15 +25,7 @@ import random
 import numpy as np
 import torch
 
-from mclir_basicsr.compat import atomic_torch_save
-
-
-def _basicsr_utils():
-    """(get_root_logger, get_dist_info), imported at first use: importing basicsr activates the add-on, whose
-    model imports this module, so this module must not import basicsr while it is being imported."""
-    from basicsr.utils import get_root_logger
-    from basicsr.utils.dist_util import get_dist_info
-    return get_root_logger, get_dist_info
+from mclir_basicsr.io_utils import dist_info, logger
 
 
 def rng_state():
@@ -81,7 +73,7 @@ PROGRESS = EpochProgress()  # the training loop of this process
 
 def gather_per_rank(record):
     """Every rank's `record` (a collective in DDP; every rank must call it)."""
-    rank, world = _basicsr_utils()[1]()
+    rank, world = dist_info()
     if world == 1:
         return [record]
     gathered = [None] * world
@@ -90,7 +82,8 @@ def gather_per_rank(record):
 
 
 class ExactResumeMixin:
-    """For a BasicSR model class (``class M(ExactResumeMixin, SRModel)``): training states that resume
+    """For a BasicSR model class (``class M(ExactResumeMixin, AtomicSaveMixin, SRModel)``: it extends
+    :meth:`mclir_basicsr.runs.saving.AtomicSaveMixin.training_state`): training states that resume
     exactly, and a validation that leaves the RNG untouched (so ``val_freq`` cannot change training).
 
     The model adds its own state through :meth:`extra_training_state` / :meth:`load_extra_training_state`
@@ -106,37 +99,27 @@ class ExactResumeMixin:
     def per_rank_record(self):
         return {}
 
-    def save_training_state(self, epoch, current_iter):
-        if current_iter == -1:
-            return
-        gathered = gather_per_rank(dict(self.per_rank_record(), rng=rng_state()))  # every rank takes part
+    def training_state(self, epoch, current_iter):
+        """BasicSR's state, the position in the epoch, every rank's records and RNG states (a collective: every
+        rank calls it), and the model's own state."""
+        gathered = gather_per_rank(dict(self.per_rank_record(), rng=rng_state()))
         for key in gathered[0]:
             if key != 'rng' and any(g[key] != gathered[0][key] for g in gathered):
-                _basicsr_utils()[0]().warning(f'MCLIR: {key} differ between ranks (saved per rank in the state).')
-        if _basicsr_utils()[1]()[0] == 0:  # only rank 0 writes
-            self._write_training_state(epoch, current_iter, gathered)
-
-    def _write_training_state(self, epoch, current_iter, gathered):
-        state = {
-            'epoch': epoch,
-            'iter': current_iter,
-            'optimizers': [o.state_dict() for o in self.optimizers],
-            'schedulers': [s.state_dict() for s in self.schedulers],
-            'epoch_batches': self.progress.batches_in(epoch),
-        }
+                logger.warning(f'MCLIR: {key} differ between ranks (saved per rank in the state).')
+        state = super().training_state(epoch, current_iter)
+        state['epoch_batches'] = self.progress.batches_in(epoch)
         state.update({key: [g[key] for g in gathered] for key in gathered[0]})
         state.update(self.extra_training_state())
-        atomic_torch_save(state, f"{self.opt['path']['training_states']}/{current_iter}.state")
+        return state
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         self.load_extra_training_state(resume_state)
-        get_root_logger, get_dist_info = _basicsr_utils()
-        rank, world = get_dist_info()
+        rank, world = dist_info()
         rngs = resume_state.get('rng')
         rng = rngs[rank] if rngs is not None and len(rngs) == world else None
         if rngs is not None and rng is None:
-            get_root_logger().warning(
+            logger.warning(
                 f'RNG states were saved for {len(rngs)} process(es), resuming with {world}: not restored.')
         self.progress.request(resume_state['epoch'], resume_state.get('epoch_batches'), rng)
 

@@ -1,0 +1,68 @@
+"""Small helpers for the files a training process writes: atomic saves (with BasicSR's retries), rank 0 only,
+networks' state on the CPU. A leaf: the standard library at import time, torch when a helper is called."""
+import functools
+import logging
+import os
+import time
+
+logger = logging.getLogger('basicsr')  # BasicSR's root logger (basicsr.utils.get_root_logger)
+
+
+def atomic_torch_save(obj, f, *args, **kwargs):
+    """``torch.save`` that never leaves a truncated file at ``f``: write a temporary file next to it, fsync,
+    ``os.replace`` it into place (a crash or Ctrl-C while saving leaves the old file and no temporary)."""
+    import torch
+    if not isinstance(f, (str, os.PathLike)):
+        return torch.save(obj, f, *args, **kwargs)
+    f = os.fspath(f)
+    tmp = os.path.join(os.path.dirname(f) or '.', f'.{os.path.basename(f)}.{os.getpid()}.tmp')
+    try:
+        torch.save(obj, tmp, *args, **kwargs)
+        with open(tmp, 'rb') as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, f)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_with_retries(obj, path, what):
+    """:func:`atomic_torch_save` with BasicSR's three tries; a failure after them is logged, as BasicSR does.
+    ``what``: 'model' or 'training state' (BasicSR's words in the log)."""
+    for attempt in (2, 1, 0):
+        try:
+            atomic_torch_save(obj, path)
+            return
+        except Exception as e:
+            logger.warning(f'Save {what} error: {e}, remaining retry times: {attempt}')
+            if attempt:
+                time.sleep(1)
+    logger.warning(f'Still cannot save {path}. Just ignore it.')
+
+
+def dist_info():
+    """(rank, world size) of this process; (0, 1) when not distributed (BasicSR's ``get_dist_info``)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def master_only(fn):
+    """Run ``fn`` on rank 0 only (BasicSR's ``master_only``, without importing BasicSR)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if dist_info()[0] == 0:
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def cpu_state_dict(net):
+    """A network's state dict on CPU, keys without DDP's ``module.`` prefix (BasicSR's checkpoint format)."""
+    state = net.state_dict()
+    for key, value in list(state.items()):
+        if key.startswith('module.'):
+            del state[key]
+            key = key[len('module.'):]
+        state[key] = value.cpu()
+    return state
