@@ -12,7 +12,8 @@ from helpers import make_paired_dataset, write_vgg_weights  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'device: device-dependent code paths (CUDA when available; '
-                                       'CUDA-only tests skip on CPU with the reason); scripts/gpu_check.py runs them')
+                                       'CUDA-only tests skip on CPU with the reason); scripts/dev/gpu_check.py '
+                                       'runs them')
 
 
 @pytest.fixture(scope='session')

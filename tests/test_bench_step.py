@@ -1,4 +1,4 @@
-"""scripts/bench_step.py: end to end on a tiny configuration (no timing assertions), and its pieces."""
+"""scripts/dev/bench_step.py: end to end on a tiny configuration (no timing assertions), and its pieces."""
 import json
 import math
 import os
@@ -10,14 +10,14 @@ import torch
 
 from helpers import PY, REPO, load_script, run
 
-SCRIPT = os.path.join(REPO, 'scripts', 'bench_step.py')
+SCRIPT = os.path.join(REPO, 'scripts', 'dev', 'bench_step.py')
 RUN = ['--iters', '2', '--warmup', '1', '--layers', 'relu1_2', '--threads', '1', '--device', 'cpu']
 TINY = ['--arch-opt', '{num_feat: 16, num_block: 2}', '--batch', '2', '--patch', '16', '--repeats', '2', *RUN]
 
 
 @pytest.fixture(scope='module')
 def bench():
-    return load_script('bench_step')
+    return load_script('dev/bench_step')
 
 
 def positive(x):

@@ -1,6 +1,6 @@
 """Benchmark behind the demo's SPN defaults: several SPN settings against the L1 baseline, paired seeds.
 
-    python scripts/sweep_demo.py [--out sweep_output] [--iters 1000] [--seeds 0 1 2] [--variants ...] [--jobs 2]
+    python scripts/dev/sweep_demo.py [--out sweep_output] [--iters 1000] [--seeds 0 1 2] [--variants ...] [--jobs 2]
 
 Same data, network, optimiser and schedule as ``python -m mclir_basicsr.demo`` (scikit-image photos,
 EDSR x2 16x4, Adam 1e-3 with cosine decay, batch 8, HR patches 48). For every seed, the baseline and
@@ -14,8 +14,8 @@ Columns: Δ final = SPN - baseline PSNR after the last iteration, per seed and m
 time = seconds per iteration relative to the baseline, measured in the same sweep.
 
 What chose the demo's defaults (2 shared CPU cores, 22.9 min CPU in all):
-    python scripts/sweep_demo.py --iters 1000 --seeds 0 1 2            # 5 variants: 18 runs, 16.0 min CPU
-    python scripts/sweep_demo.py --iters 1000 --seeds 3 4 5 --variants sub_w0.1_K2 sub_w0.05_K2   # 6.9 min CPU
+    python scripts/dev/sweep_demo.py --iters 1000 --seeds 0 1 2            # 5 variants: 18 runs, 16.0 min CPU
+    python scripts/dev/sweep_demo.py --iters 1000 --seeds 3 4 5 --variants sub_w0.1_K2 sub_w0.05_K2   # 6.9 min CPU
 sub_w0.1_K2 (pixel, subtract, lambda 0.1, K=2 [50, 200]) was the best on seeds 0-2 and, over all six
 seeds, +0.030 +- 0.034 dB (4/6 better) at 1.55x the time per iteration.
 """
@@ -29,7 +29,7 @@ import sys
 import time
 from collections import OrderedDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo
 
 from mclir_basicsr import demo  # noqa: E402
 from mclir_basicsr.compare.evaluation import collect  # noqa: E402
@@ -123,7 +123,7 @@ def main(argv=None):
             s_per_iter=statistics.fmean(res[label, s]['s_per_iter'] for s in args.seeds)))
     n = len(args.seeds)
     lines = [f'### Demo sweep: EDSR x2 16x4, {args.iters} iterations, seeds {args.seeds}', '',
-             f'`python scripts/sweep_demo.py --iters {args.iters} --seeds {" ".join(map(str, args.seeds))} '
+             f'`python scripts/dev/sweep_demo.py --iters {args.iters} --seeds {" ".join(map(str, args.seeds))} '
              f'--variants {" ".join(args.variants)} --jobs {args.jobs}`: {len(runs)} runs, {wall / 60:.1f} min wall, '
              f'{cpu / 60:.1f} min CPU (children), {os.cpu_count()} CPU(s), '
              f'{platform.processor() or platform.machine()}.',

@@ -47,7 +47,9 @@ On CPU, glibc's malloc gives buffers above its mmap threshold back to the OS aft
 step page-faults its largest activations in again; to see how much that costs, run with e.g.
 ``MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=40000000000`` (or an LD_PRELOADed jemalloc).
 
-Example: ``python scripts/bench_step.py --arch swinir_light_x4 --variants baseline,spn_k4,spn_k4+split --json b.json``
+Example::
+
+    python scripts/dev/bench_step.py --arch swinir_light_x4 --variants baseline,spn_k4,spn_k4+split --json b.json
 """
 import argparse
 import copy
