@@ -12,7 +12,8 @@ from helpers import make_paired_dataset, write_vgg_weights  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'device: device-dependent code paths (CUDA when available; '
-                                       'CUDA-only tests skip on CPU with the reason); scripts/gpu_check.py runs them')
+                                       'CUDA-only tests skip on CPU with the reason); scripts/dev/gpu_check.py '
+                                       'runs them')
     config.addinivalue_line('markers', 'slow: end-to-end runs (training through BasicSR\'s pipeline in a subprocess); '
                                        '`-m "not slow"` is the fast inner-loop set')
 

@@ -110,12 +110,24 @@ def test_options(name, data_root, weights, scale=2, arch='EDSR', model_type='Mod
 
 
 def load_script(name):
-    """A module loaded from scripts/<name>.py (the scripts are files, not an importable package)."""
+    """A module loaded from scripts/<name>.py, e.g. 'compare_methods' or 'dev/bench_threads' (the scripts are
+    files, not an importable package)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'scripts', f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(os.path.basename(name), os.path.join(REPO, 'scripts', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def script_module(name, folder=''):
+    """A module of a script's parts, imported as that script imports it: with scripts/<folder> on sys.path,
+    e.g. script_module('data_preparation.div2k') (scripts/data_preparation/div2k.py) or
+    script_module('bench', 'dev') (the package scripts/dev/bench/)."""
+    import importlib
+    path = os.path.join(REPO, 'scripts', folder) if folder else os.path.join(REPO, 'scripts')
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module(name)
 
 
 def write_yaml(path, opt):

@@ -1,4 +1,4 @@
-"""scripts/bench_step.py: end to end on a tiny configuration (no timing assertions), and its pieces."""
+"""scripts/dev/bench_step.py: end to end on a tiny configuration (no timing assertions), and its pieces."""
 import json
 import math
 import os
@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import PY, REPO, load_script, run
+from helpers import PY, REPO, run, script_module
 
-SCRIPT = os.path.join(REPO, 'scripts', 'bench_step.py')
+SCRIPT = os.path.join(REPO, 'scripts', 'dev', 'bench_step.py')
 RUN = ['--iters', '2', '--warmup', '1', '--layers', 'relu1_2', '--threads', '1', '--device', 'cpu']
 TINY = ['--arch-opt', '{num_feat: 16, num_block: 2}', '--batch', '2', '--patch', '16', '--repeats', '2', *RUN]
 
 
 @pytest.fixture(scope='module')
 def bench():
-    return load_script('bench_step')
+    return script_module('bench', 'dev')  # the script's parts, scripts/dev/bench/
 
 
 def positive(x):
@@ -180,7 +180,7 @@ def test_published_step_matches_ours_for_one_negative(bench, vgg16_file, tmp_pat
     cfg = {'network_g': bench.network_options('edsr_light_x2', '{num_feat: 8, num_block: 1}', 2), 'scale': 2,
            'batch': 2, 'patch': 8, 'feature': 'vgg16', 'layers': {'relu1_2': 0.4, 'relu2_2': 0.6}, 'update_every': 1,
            'vgg_weights': vgg16_file}
-    batch = bench._batches(cfg, 'cpu', 1)[0]
+    batch = bench.random_batches(cfg, 'cpu', 1)[0]
     models = []
     for published in (False, True):
         torch.manual_seed(0)
@@ -217,7 +217,7 @@ def test_ratios_are_per_round(bench):
     report = {'config': {'batch': 8, 'repeats': 3}, 'results': [
         dict(device='cpu', variant=v, **bench.parse_variant(v), **bench.summarize(records[v]['samples']))
         for v in ('baseline+amp', 'baseline', 'spn_k1', 'spn_k4+split')], 'floor': {}}
-    bench._ratios(report, 'cpu', ['1', '4', 'split'], records, comp_record)
+    bench.add_ratios(report, 'cpu', ['1', '4', 'split'], records, comp_record)
     amp, base, spn, split = report['results']
     floor = 1.0 + 0.25 + 0.1 + 0.2 + 0.1  # baseline step + 1 no-grad forward + VGG fwd + VGG bwd + VGG no-grad
     assert base['ratio_baseline'] == 1.0 and base['ratio_floor'] is None
@@ -233,7 +233,7 @@ def test_ratios_are_per_round(bench):
     fs = report['floor']['cpu']['split']
     assert fs['floor_s'] == pytest.approx(floor) and '(split)' in fs['terms'][1][0]  # K=4 split: floor of K=1
     assert fs['measured_over_floor'] == {'spn_k4+split': pytest.approx(3.0 / floor)}
-    assert 'Floor split (any K)' in bench._markdown_floors(report['floor']['cpu'])[2]
+    assert 'Floor split (any K)' in bench.markdown_floors(report['floor']['cpu'])[2]
 
 
 def test_published_per_negative_loss_is_perceptual_loss(bench, vgg16_file):

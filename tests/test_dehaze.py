@@ -12,7 +12,7 @@ from basicsr.archs import build_network
 
 from mclir_basicsr.archs import FFANet
 
-from helpers import PY, REPO, load_script, run, snapshot, write_yaml
+from helpers import PY, REPO, run, script_module, snapshot, write_yaml
 
 SCRIPT = os.path.join(REPO, 'scripts', 'prepare_data.py')
 MEAN, STD = (0.64, 0.6, 0.58), (0.14, 0.15, 0.152)
@@ -266,7 +266,7 @@ def test_hazy_layout_and_determinism(hazy_data, tmp_path):
 
 
 def test_haze_follows_the_scattering_model():
-    pd = load_script('prepare_data')
+    pd = script_module('data_preparation.hazy')
     clear = (np.random.default_rng(3).random((40, 60, 3)) * 255).astype(np.uint8)
     hazy, beta, air = pd.add_haze(clear, np.random.default_rng(7), (1.2, 1.2), (0.8, 0.8), 0.0)
     assert beta == 1.2 and np.allclose(air, 0.8)

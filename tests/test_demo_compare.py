@@ -228,7 +228,7 @@ def test_demo_feature_choice(tmp_path, monkeypatch):
 
 
 def test_precision_check_script_end_to_end(tmp_path):
-    proc = run([PY, os.path.join(REPO, 'scripts', 'check_precision.py'), '--out', str(tmp_path / 'p'), '--quick',
+    proc = run([PY, os.path.join(REPO, 'scripts', 'dev', 'check_precision.py'), '--out', str(tmp_path / 'p'), '--quick',
                 '--iters', '2', '--seeds', '0'], cwd=tmp_path)
     table = (tmp_path / 'p' / 'precision.md').read_text()
     row = [line for line in table.splitlines() if line.startswith('| 0 |')]

@@ -1,4 +1,4 @@
-"""Device-dependent code paths, marked ``device`` (``pytest -m device``; ``scripts/gpu_check.py`` runs them).
+"""Device-dependent code paths, marked ``device`` (``pytest -m device``; ``scripts/dev/gpu_check.py`` runs them).
 
 On a machine with CUDA every test runs there (num_gpu: 1). Without CUDA the parts that mean something on CPU
 run on CPU (bfloat16 autocast of the negatives and VGG, ``train.amp: bfloat16`` with VGG features); the

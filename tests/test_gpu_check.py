@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py: its --cpu mode end to end (so the GPU script cannot rot), and its time budgets."""
+"""scripts/dev/gpu_check.py: its --cpu mode end to end (so the GPU script cannot rot), and its time budgets."""
 import json
 import os
 import sys
@@ -8,12 +8,12 @@ import pytest
 
 from helpers import PY, REPO, load_script, run
 
-SCRIPT = os.path.join(REPO, 'scripts', 'gpu_check.py')
+SCRIPT = os.path.join(REPO, 'scripts', 'dev', 'gpu_check.py')
 
 
 @pytest.fixture(scope='module')
 def gc():
-    return load_script('gpu_check')
+    return load_script('dev/gpu_check')
 
 
 def test_cpu_mode_end_to_end(tmp_path):

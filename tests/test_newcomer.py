@@ -63,7 +63,7 @@ def test_demo_pair_through_installed_basicsr_scripts(tmp_path):
 
 
 def test_bench_threads_reads_seconds_per_iteration_from_basicsr_logs():
-    bench = load_script('bench_threads')
+    bench = load_script('dev/bench_threads')
     head = '2026-11-29 05:00:{} INFO: '
     line = head + '[train..][epoch:  0, iter:{:>8}, lr:(9.770e-04,)] [eta: 0:01:18, time (data): 1.039 (0.021)]'
     log = '\n'.join([head.format('00,000') + 'Start training from epoch: 0, iter: 0',

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import REPO, load_script
+from helpers import REPO, script_module
 
 SCRIPT = os.path.join(REPO, 'scripts', 'prepare_data.py')
 SCALES = (2, 3, 4)
@@ -66,7 +66,7 @@ def test_help():
 
 
 def test_crop_positions_follow_basicsr():
-    pd = load_script('prepare_data')
+    pd = script_module('data_preparation.div2k')
     assert pd.crop_positions(96, 48, 24, 0) == [0, 24, 48]
     assert pd.crop_positions(108, 48, 24, 0) == [0, 24, 48, 60]  # 12 px left over > thresh 0
     assert pd.crop_positions(108, 48, 24, 12) == [0, 24, 48]  # not more than thresh 12
@@ -98,7 +98,7 @@ def test_div2k_layout_counts_sizes(div2k):
 
 def test_div2k_lr_is_matlab_bicubic_and_subimages_align(div2k):
     hr_dir, out, _ = div2k
-    pd = load_script('prepare_data')
+    pd = script_module('data_preparation.div2k')
     for stem, (h, w) in SIZES.items():
         hr = cv2.imread(str(hr_dir / f'{stem}.png'))[:h - h % 12, :w - w % 12]
         corners = [(y, x) for y in pd.crop_positions(hr.shape[0], CROP, STEP, 0)

@@ -36,7 +36,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
 STAGES = ('setup', 'tests', 'bench', 'compare')
 REQUIRED = ('torch', 'torchvision', 'basicsr', 'cv2', 'skimage', 'scipy', 'yaml', 'pytest', 'matplotlib',
@@ -303,7 +303,7 @@ def stage_bench(st):
     briefs = []
     for i, (arch, extra) in enumerate(archs):
         path = os.path.join(st.out, f'bench_{arch}.json')
-        cmd = [PY, os.path.join(REPO, 'scripts', 'bench_step.py'), '--arch', arch, '--variants',
+        cmd = [PY, os.path.join(REPO, 'scripts', 'dev', 'bench_step.py'), '--arch', arch, '--variants',
                mode['bench_variants'], *mode['bench_args'], *extra, '--json', path]
         st.step(f'bench_{arch}', cmd, timeout=st.left() / (len(archs) - i))
         if not os.path.exists(path):

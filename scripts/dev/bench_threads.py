@@ -2,8 +2,8 @@
 BasicSR's own ``train.py``, with torch's default threads and with OMP_NUM_THREADS=N, one run alone
 and several runs side by side.
 
-    python scripts/bench_threads.py [--opt options/demo/train_demo_SPN.yml] [--iters 150]
-                                    [--threads default 1 2] [--parallel 1 2] [--rounds 1] [--json]
+    python scripts/dev/bench_threads.py [--opt options/demo/train_demo_SPN.yml] [--iters 150]
+                                        [--threads default 1 2] [--parallel 1 2] [--rounds 1] [--json]
 
 Each configuration starts ``parallel`` copies of ``python $BASICSR/train.py -opt X`` at once (no
 validation, print_freq 10) and reads seconds per iteration from the timestamps of BasicSR's log
@@ -24,11 +24,11 @@ import sys
 import time
 from datetime import datetime
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
 
 from mclir_basicsr import compare as cmp  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 STAMP = r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO: '
 LOG_LINE = re.compile(STAMP + r'\[.*?iter:\s*([\d,]+),')

@@ -1,6 +1,6 @@
 """Benchmark behind the demo's SPN defaults: several SPN settings against the L1 baseline, paired seeds.
 
-    python scripts/sweep_demo.py [--out sweep_output] [--iters 1000] [--seeds 0 1 2] [--variants ...] [--jobs 2]
+    python scripts/dev/sweep_demo.py [--out sweep_output] [--iters 1000] [--seeds 0 1 2] [--variants ...] [--jobs 2]
 
 Same data, network, optimiser and schedule as ``python -m mclir_basicsr.demo`` (scikit-image photos,
 EDSR x2 16x4, Adam 1e-3 with cosine decay, batch 8, HR patches 48). For every seed, the baseline and
@@ -14,8 +14,8 @@ Columns: Δ final = SPN - baseline PSNR after the last iteration, per seed and m
 time = seconds per iteration relative to the baseline, measured in the same sweep.
 
 What chose the demo's defaults (2 shared CPU cores, 22.9 min CPU in all):
-    python scripts/sweep_demo.py --iters 1000 --seeds 0 1 2            # 5 variants: 18 runs, 16.0 min CPU
-    python scripts/sweep_demo.py --iters 1000 --seeds 3 4 5 --variants sub_w0.1_K2 sub_w0.05_K2   # 6.9 min CPU
+    python scripts/dev/sweep_demo.py --iters 1000 --seeds 0 1 2            # 5 variants: 18 runs, 16.0 min CPU
+    python scripts/dev/sweep_demo.py --iters 1000 --seeds 3 4 5 --variants sub_w0.1_K2 sub_w0.05_K2   # 6.9 min CPU
 sub_w0.1_K2 (pixel, subtract, lambda 0.1, K=2 [50, 200]) was the best on seeds 0-2 and, over all six
 seeds, +0.030 +- 0.034 dB (4/6 better) at 1.55x the time per iteration.
 """
@@ -29,7 +29,7 @@ import sys
 import time
 from collections import OrderedDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo
 
 from mclir_basicsr import demo  # noqa: E402
 from mclir_basicsr.compare.evaluation import collect  # noqa: E402
@@ -62,7 +62,7 @@ def describe(name):
     return f'{s["feature"]}, {s["mode"]}, λ {s["loss_weight"]:g}, K={len(n["update_every"])} {n["update_every"]}'
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default='sweep_output')
     p.add_argument('--iters', type=int, default=demo.DEMO_ITERS)
@@ -72,13 +72,13 @@ def main(argv=None):
     p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--threads', type=int)
     p.add_argument('--verbose', action='store_true')
-    args = p.parse_args(argv)
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    t0 = time.time()
+    return p
+
+
+def plan(args, out, val_freq):
+    """(settings: {label: options}, runs): the baseline and every variant on the demo's data, per seed."""
     data_root = os.path.join(out, 'data')
     demo.build_dataset(data_root)
-    val_freq = args.val_freq or max(1, args.iters // 10)
     base = demo.baseline_options(data_root, args.iters, val_freq, name='sweep_baseline')
     options = OrderedDict(baseline=base)
     for v in args.variants:
@@ -89,42 +89,36 @@ def main(argv=None):
             name = f'sweep_{label}_seed{seed}'
             path = save_options(os.path.join(out, 'options', f'{name}.yml'), rewrite_options(opt, name, seed, out))
             runs.append(Run(label, seed, name, path, '', args.iters, val_freq))
-    print(f'sweep: {len(runs)} runs ({len(options)} settings x {len(args.seeds)} seeds), {args.iters} iterations '
-          f'each, {args.jobs} at a time', flush=True)
-    run_all(runs, out, jobs=args.jobs, threads=args.threads, verbose=args.verbose, test=False,
-                progress_interval=60)
-    wall = time.time() - t0
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = usage.ru_utime + usage.ru_stime
+    return options, runs
 
-    res = {}
-    for r in runs:
-        r.result = collect(r, out)
-        res[r.label, r.seed] = r.result
-    rows = []
-    for label in options:
-        finals, ssims, times, deltas, curve_deltas, ssim_deltas = [], [], [], [], [], []
-        for seed in args.seeds:
-            a, b = res[label, seed], res['baseline', seed]
-            finals.append(a['final_val']['psnr'])
-            ssims.append(a['final_val'].get('ssim', float('nan')))
-            times.append(a['s_per_iter'] / b['s_per_iter'])
-            deltas.append(a['final_val']['psnr'] - b['final_val']['psnr'])
-            ssim_deltas.append(a['final_val'].get('ssim', 0) - b['final_val'].get('ssim', 0))
-            ca, cb = dict(a['curve']), dict(b['curve'])
-            common = [i for i in ca if i in cb]
-            curve_deltas.append(statistics.fmean(ca[i] - cb[i] for i in common))
-        sd = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
-        rows.append(OrderedDict(
-            setting=label, spn='none (L1 only)' if label == 'baseline' else describe(label),
-            psnr=statistics.fmean(finals), delta=deltas, delta_mean=statistics.fmean(deltas), delta_std=sd,
-            wins=sum(d > 0 for d in deltas), curve_delta=statistics.fmean(curve_deltas),
-            ssim_delta=statistics.fmean(ssim_deltas), time=statistics.fmean(times),
-            s_per_iter=statistics.fmean(res[label, s]['s_per_iter'] for s in args.seeds)))
+
+def setting_row(label, res, seeds):
+    """One table row: `label`'s final PSNR and its per-seed differences to the baseline (final, curve, SSIM)."""
+    finals, ssims, times, deltas, curve_deltas, ssim_deltas = [], [], [], [], [], []
+    for seed in seeds:
+        a, b = res[label, seed], res['baseline', seed]
+        finals.append(a['final_val']['psnr'])
+        ssims.append(a['final_val'].get('ssim', float('nan')))
+        times.append(a['s_per_iter'] / b['s_per_iter'])
+        deltas.append(a['final_val']['psnr'] - b['final_val']['psnr'])
+        ssim_deltas.append(a['final_val'].get('ssim', 0) - b['final_val'].get('ssim', 0))
+        ca, cb = dict(a['curve']), dict(b['curve'])
+        common = [i for i in ca if i in cb]
+        curve_deltas.append(statistics.fmean(ca[i] - cb[i] for i in common))
+    sd = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+    return OrderedDict(
+        setting=label, spn='none (L1 only)' if label == 'baseline' else describe(label),
+        psnr=statistics.fmean(finals), delta=deltas, delta_mean=statistics.fmean(deltas), delta_std=sd,
+        wins=sum(d > 0 for d in deltas), curve_delta=statistics.fmean(curve_deltas),
+        ssim_delta=statistics.fmean(ssim_deltas), time=statistics.fmean(times),
+        s_per_iter=statistics.fmean(res[label, s]['s_per_iter'] for s in seeds))
+
+
+def markdown(args, rows, n_runs, wall, cpu):
     n = len(args.seeds)
     lines = [f'### Demo sweep: EDSR x2 16x4, {args.iters} iterations, seeds {args.seeds}', '',
-             f'`python scripts/sweep_demo.py --iters {args.iters} --seeds {" ".join(map(str, args.seeds))} '
-             f'--variants {" ".join(args.variants)} --jobs {args.jobs}`: {len(runs)} runs, {wall / 60:.1f} min wall, '
+             f'`python scripts/dev/sweep_demo.py --iters {args.iters} --seeds {" ".join(map(str, args.seeds))} '
+             f'--variants {" ".join(args.variants)} --jobs {args.jobs}`: {n_runs} runs, {wall / 60:.1f} min wall, '
              f'{cpu / 60:.1f} min CPU (children), {os.cpu_count()} CPU(s), '
              f'{platform.processor() or platform.machine()}.',
              '', '| setting | SPN | final PSNR (dB) | Δ final per seed | Δ final mean ± std | SPN better | '
@@ -138,7 +132,29 @@ def main(argv=None):
         lines.append(f'| {r["setting"]} | {r["spn"]} | {r["psnr"]:.3f} | {per} | {r["delta_mean"]:+.3f} ± '
                      f'{r["delta_std"]:.3f} | {r["wins"]}/{n} | {r["curve_delta"]:+.3f} | {r["ssim_delta"]:+.4f} | '
                      f'{r["s_per_iter"]:.4f} | {r["time"]:.2f}x |')
-    md = '\n'.join(lines) + '\n'
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    t0 = time.time()
+    val_freq = args.val_freq or max(1, args.iters // 10)
+    options, runs = plan(args, out, val_freq)
+    print(f'sweep: {len(runs)} runs ({len(options)} settings x {len(args.seeds)} seeds), {args.iters} iterations '
+          f'each, {args.jobs} at a time', flush=True)
+    run_all(runs, out, jobs=args.jobs, threads=args.threads, verbose=args.verbose, test=False,
+            progress_interval=60)
+    wall = time.time() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
+    res = {}
+    for r in runs:
+        r.result = collect(r, out)
+        res[r.label, r.seed] = r.result
+    rows = [setting_row(label, res, args.seeds) for label in options]
+    md = markdown(args, rows, len(runs), wall, cpu)
     with open(os.path.join(out, 'sweep.md'), 'w', encoding='utf-8') as f:
         f.write(md)
     with open(os.path.join(out, 'sweep.json'), 'w', encoding='utf-8') as f:

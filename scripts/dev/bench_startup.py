@@ -1,6 +1,6 @@
 """Start-up cost of the installed hook: `python -c pass` with MCLIR_BASICSR_AUTOLOAD on and off.
 
-    python scripts/bench_startup.py [--runs 40]
+    python scripts/dev/bench_startup.py [--runs 40]
 
 Runs are interleaved (on, off, on, off, ...) so drifting machine load hits both alike.
 """

@@ -7,8 +7,8 @@ negatives' starting weights by about one float32 rounding step. The control meas
 PSNR of a run moves anyway when its negatives change at the level of float32 rounding: the scale
 against which the bfloat16 difference should be read.
 
-    python scripts/check_precision.py [--out precision_output] [--seeds 0 1 2] [--iters 1000]
-                                      [--arms fp32 control bf16 split amp]
+    python scripts/dev/check_precision.py [--out precision_output] [--seeds 0 1 2] [--iters 1000]
+                                          [--arms fp32 control bf16 split amp]
 
 All runs of a seed start from the same weights and see the same batches (as mclir-compare pairs
 them); the table gives the final validation PSNR (Y) of the fp32 run, each other arm's difference
@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo
 
 from mclir_basicsr import demo  # noqa: E402
 from mclir_basicsr.compare.evaluation import collect, image_metrics, load_val_images  # noqa: E402
