@@ -9,11 +9,13 @@ Stages, each in child processes with its own time budget (a stage that hangs is 
 still runs):
 
 * ``setup``: what is installed (python, torch, CUDA, the modules the stages import). With ``--wheels DIR``
-  it first installs DIR's wheels into a fresh scratch folder with no index and no pip configuration
-  (``pip install --isolated --no-index --no-deps --target``), which then goes on the stages' PYTHONPATH
-  beside the interpreter's own packages (its torch); when ``mclir_basicsr`` is not importable it runs
-  ``pip install --isolated --no-index --no-deps --no-build-isolation -e .`` (nothing is downloaded), or
-  falls back to PYTHONPATH. It says what is still missing and how to bring it.
+  it first installs DIR's wheels, when a module is missing, into a scratch folder (one per wheel folder
+  under the temporary directory, emptied first) with no index and no pip configuration (``pip install
+  --isolated --no-index --no-deps --target``); that folder goes on the stages' PYTHONPATH beside the
+  interpreter's own packages (its torch), in later runs of other stages too. When ``mclir_basicsr`` is
+  not importable it runs ``pip install --isolated --no-index --no-deps --no-build-isolation -e .``
+  (nothing is downloaded; this brings the start-up hook, without which ``import basicsr`` fails on a
+  torchvision >= 0.17), or falls back to PYTHONPATH. It says what is still missing and how to bring it.
 * ``tests``: ``pytest -m device tests`` (tests/test_device.py: on CUDA everything; on CPU the CPU forms).
 * ``bench``: ``scripts/bench_step.py`` for ``edsr_light_x2`` and ``swinir_light_x4`` (baseline, SPN K=4,
   split batch, whole-step amp; float16 amp too on CUDA) -> ``bench/bench_<arch>.json`` and ``.log``.
@@ -46,7 +48,7 @@ from gpu_check_lib.procs import Stage  # noqa: E402
 from gpu_check_lib.report import archive, summary_text, write_summary  # noqa: E402
 from gpu_check_lib.setup_stage import stage_setup  # noqa: E402
 from gpu_check_lib.tests_stage import stage_tests  # noqa: E402
-from gpu_check_lib.wheels import fetch_wheels  # noqa: E402
+from gpu_check_lib.wheels import fetch_wheels, site_for  # noqa: E402
 
 STAGE_FUNCS = {'setup': stage_setup, 'tests': stage_tests, 'bench': stage_bench, 'compare': stage_compare}
 
@@ -84,8 +86,10 @@ def make_context(args, parser):
         parser.error(f'--wheels {args.wheels}: no such folder')
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    site = args.wheels and site_for(args.wheels)  # an earlier setup's install, for stages run without setup
     return {'mode': mode, 'cpu': args.cpu, 'budgets': budgets, 'stages': stages, 'out': out,
-            'wheels': args.wheels and os.path.abspath(args.wheels), 'no_install': args.no_install}
+            'wheels': args.wheels and os.path.abspath(args.wheels), 'no_install': args.no_install,
+            'site': site if site and os.path.isdir(site) else None}
 
 
 def run_stages(ctx):

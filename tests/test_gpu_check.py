@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import sys
 import tarfile
 import zipfile
@@ -265,3 +266,13 @@ def test_setup_installs_the_wheels_and_the_stages_see_them(gc, lib, tmp_path, mo
     assert first['numbers']['wheels_installed'] == ['gpucheck_probe_dist-1.0-py3-none-any.whl']
     assert os.path.isfile(os.path.join(first['numbers']['wheels_site'], 'gpucheck_probe_mod.py'))
     assert second['status'] == 'ok' and 'got 7' in (tmp_path / 'out' / 'bench' / 'import.log').read_text()
+
+    parser = gc.build_parser()  # a later run of that stage alone still finds the install
+    again = gc.make_context(parser.parse_args(['--cpu', '--wheels', str(wheels), '--stages', 'bench',
+                                               str(tmp_path / 'again')]), parser)
+    try:
+        assert again['site'] == first['numbers']['wheels_site']
+        assert gc.run_stages(again)['stages'][0]['status'] == 'ok'
+        assert 'got 7' in (tmp_path / 'again' / 'bench' / 'import.log').read_text()
+    finally:
+        shutil.rmtree(again['site'])

@@ -1,11 +1,12 @@
 """Stage setup: what the stages' interpreter has; with --wheels, the offline install of the wheel set first."""
 import json
 import os
+import shutil
 import tempfile
 
 from .procs import child_env, run_step
 from .wheel_set import WHEELS
-from .wheels import OFFLINE_PIP_ENV, offline_editable_cmd, offline_install_cmd, wheel_files
+from .wheels import OFFLINE_PIP_ENV, offline_editable_cmd, offline_install_cmd, site_for, wheel_files
 from .where import PY
 
 # the modules the stages import (lmdb: the wheel set carries it; basicsr's LMDB datasets need it)
@@ -48,13 +49,16 @@ def probe(st, label):
 
 
 def install_wheels(st):
-    """The --wheels folder's wheels into a fresh scratch folder (on the stages' PYTHONPATH from then on)."""
+    """The --wheels folder's wheels into their scratch folder, emptied first (on the stages' PYTHONPATH from then
+    on)."""
     try:
         wheels = wheel_files(st.ctx['wheels'])
     except ValueError as e:
         st.fail('failed', f'--wheels: {e}')
         return False
-    site = tempfile.mkdtemp(prefix='gpu_check_site_')
+    site = site_for(st.ctx['wheels'])
+    shutil.rmtree(site, ignore_errors=True)
+    os.makedirs(site)
     if not st.step('pip_wheels', offline_install_cmd(wheels, site), timeout=120, env=OFFLINE_PIP_ENV):
         return False
     st.ctx['site'] = site
@@ -96,6 +100,7 @@ def problems_of(info, cpu):
 
 
 def stage_setup(st):
+    st.ctx['site'] = None  # what is missing without an earlier run's scratch folder
     info = probe(st, 'probe')
     if info is None:
         return

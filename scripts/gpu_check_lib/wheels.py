@@ -1,5 +1,6 @@
 """``--fetch-wheels DIR`` (where PyPI is reachable: download or build the wheel set, write its manifest) and the
 offline pip commands that ``--wheels DIR`` runs on the GPU machine."""
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +28,13 @@ SETUP_PY = os.path.join(REPO, 'setup.py')  # the add-on's install_requires
 # index or find-links of the machine's own configuration is consulted, only the command line
 OFFLINE_PIP_ENV = {'PIP_CONFIG_FILE': os.devnull}
 OFFLINE_PIP = ('install', '--isolated', '--no-index', '--no-deps', '--disable-pip-version-check')
+
+
+def site_for(wheels_dir, py=PY):
+    """The scratch folder --wheels installs into: one per wheel folder and interpreter under the temporary
+    directory, emptied before each install, so that a later run of some stages alone (no setup) finds it."""
+    key = hashlib.sha1(f'{os.path.abspath(wheels_dir)}\0{py}'.encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f'gpu_check_site_{key}')
 
 
 def offline_install_cmd(wheels, target, py=PY):
