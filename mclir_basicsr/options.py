@@ -79,9 +79,9 @@ NEGATIVES = {
                       '`adaptive_decay`; K is the length of `update_every`, whose periods are then unused.'),
     'adaptive_statistic': Option('residual_std', one_of('residual_std', 'residual_abs'),
                                  '`residual_std`: per sample, the standard deviation of 2*(out - gt) over C, H, W, '
-                                 'averaged over the batch (the official code\'s); `residual_abs`: mean |out - gt|. '
-                                 'Averaged over the ranks in DDP, so every rank refreshes together; logged as '
-                                 '`neg_statistic`.'),
+                                 'averaged over the batch (the official code\'s); `residual_abs`: the mean absolute '
+                                 'difference of out and gt. Averaged over the ranks in DDP, so every rank refreshes '
+                                 'together; logged as `neg_statistic`.'),
     'adaptive_threshold': Option(0.022, non_negative_float,
                                  'Refresh when the statistic exceeds this (0.022: the official FFA-Net value).'),
     'adaptive_decay': Option(0.001, unit_float,
@@ -100,9 +100,10 @@ SPN = {
     'type': Option('SPNLoss', one_of('SPNLoss', 'MCLIR_SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
     'loss_weight': Option(0.001, non_negative_float,
                           'lambda: weight of the SPN term. 0.001 is the paper\'s value for VGG features (not '
-                          're-measured here: no VGG weights offline). With `feature: pixel` 0.001 is a no-op; the '
+                          're-measured: no VGG weights offline). With `feature: pixel` 0.001 is a no-op; the '
                           'demo\'s 0.1 was chosen on the demo\'s own data and seeds and was 0.17 dB worse than L1 in '
-                          'a held-out check (README, "Demo"): no pixel-space value is known to help in general.'),
+                          'a held-out check (docs/evidence.md, "Demo"): no pixel-space value is known to help in '
+                          'general.'),
     'feature': Option('vgg16', one_of(*FEATURES), 'Feature space phi: VGG features, or the pixels themselves.'),
     'layer_weights': Option({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, layer_weights,
                             'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'),
@@ -123,7 +124,7 @@ SPN = {
                        'Run the VGG passes under autocast in this dtype. Default: `train.amp`.'),
     'channels_last': Option('auto', boolean_or_auto,
                             'Run the VGG passes in channels_last memory format; `auto`: on CPU (the same float32 '
-                            'math in oneDNN\'s native layout; README "Cost"), not on CUDA (not measured there).'),
+                            'math in oneDNN\'s native layout; docs/cost.md), not on CUDA (not measured there).'),
 }
 
 CR = {
@@ -149,7 +150,8 @@ UNCERTAINTY = {
                    'The loss class (LOSS_REGISTRY).', required=True),
     'loss_weight': Option(1.0, non_negative_float,
                           'Weight of the uncertainty-weighted reconstruction term (our design, not the paper\'s: '
-                          'README, "Uncertainty-weighted loss"). Use it in place of `pixel_opt` or next to it.'),
+                          'docs/beyond_the_paper.md, "Uncertainty-weighted reconstruction loss"). Use it in place of '
+                          '`pixel_opt` or next to it.'),
     'criterion': Option('l1', one_of(*CRITERIA), 'Per-pixel reconstruction criterion against gt.'),
     'floor': Option(0.1, unit_float,
                     'Smallest per-pixel weight (no pixel is ignored). Weights are the negatives\' spread around the '
