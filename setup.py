@@ -86,7 +86,7 @@ setup(
     long_description=read('README.md'),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    python_requires='>=3.11',  # tested: 3.11 (and 3.12); 3.13: basicsr 1.4.2's sdist fails (README)
+    python_requires='>=3.11',  # tested: 3.11 (and 3.12); 3.13: basicsr 1.4.2's sdist fails (docs/install.md)
     packages=find_packages(include=['mclir_basicsr', 'mclir_basicsr.*']),
     install_requires=[
         'basicsr>=1.4.2',  # tested: 1.4.2 (PyPI, master); newer ones are met by the guard in compat.py

@@ -14,8 +14,8 @@ per seed, a baseline given as many iterations as fit in the SPN run's measured t
 (learning-rate schedule stretched to them) and reports the delta at equal time next to the delta at
 equal iterations; ``--no-equal-time`` skips that run. The SPN defaults (pixel features, lambda 0.1, subtract,
 K = 2 negatives refreshed every 50 / 200 iterations, decay 0.1) are the best of the settings
-measured by ``scripts/sweep_demo.py`` (1000 iterations, paired seeds): +0.03 +- 0.03 dB over 6
-seeds at 1.55x the time per iteration; see the README for the table. No pretrained VGG file is
+measured by ``scripts/dev/sweep_demo.py`` (1000 iterations, paired seeds): +0.03 +- 0.03 dB over 6
+seeds at 1.55x the time per iteration; see docs/evidence.md for the table. No pretrained VGG file is
 needed (feature: pixel); ``--feature auto`` uses VGG16 when its weight file is present.
 """
 import argparse
@@ -38,14 +38,14 @@ DEMO_VAL_FREQ = 50
 DEMO_NETWORK = OrderedDict([('type', 'EDSR'), ('num_in_ch', 3), ('num_out_ch', 3), ('num_feat', 16), ('num_block', 4),
                             ('upscale', SCALE), ('res_scale', 1), ('img_range', 255.),
                             ('rgb_mean', [0.4488, 0.4371, 0.4040])])
-# Measured by scripts/sweep_demo.py (README, "Demo"): pixel space, lambda 0.1, subtract, K = 2 [50, 200].
+# Measured by scripts/dev/sweep_demo.py (docs/evidence.md): pixel space, lambda 0.1, subtract, K = 2 [50, 200].
 # Also what `mclir-compare OPT.yml --spn on` adds unless told otherwise.
 DEMO_SPN = OrderedDict([('type', 'SPNLoss'), ('loss_weight', 0.1), ('feature', 'pixel'), ('criterion', 'l1'),
                         ('mode', 'subtract')])
 DEMO_NEGATIVES = OrderedDict([('update_every', [50, 200]), ('decay', [0.1, 0.1]), ('init_decay', 0.1)])
-# What scripts/sweep_demo.py measured for exactly the default demo (printed with it, for context).
+# What scripts/dev/sweep_demo.py measured for exactly the default demo (printed with it, for context).
 SWEEP_REFERENCE = (
-    'Reference (scripts/sweep_demo.py, same settings, 1000 iterations): these SPN settings were picked among 5 on '
+    'Reference (scripts/dev/sweep_demo.py, same settings, 1000 iterations): these SPN settings were picked among 5 on '
     'seeds 0-2 (+0.041 +- 0.027 dB, 3/3 better); on fresh seeds 3-5 they gave +0.020 +- 0.042 dB (1/3 better); over '
     'all 6 seeds +0.030 +- 0.034 dB (4/6). lambda 0.3 (K=1, 2) was +0.00 dB, ratio mode -1.4 dB; SPN took 1.55x the '
     'time per iteration in the sweep (2 shared CPU cores). These settings are in-sample: a held-out check on another '

@@ -2,7 +2,7 @@
 
 :func:`parse_mclir_options` validates the ``train`` section of a BasicSR option dict and returns
 a :class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option path
-(``train.negatives.decay[1]``) and what is accepted. The README's option table is generated from
+(``train.negatives.decay[1]``) and what is accepted. The option reference (docs/options.md) is generated from
 this module (``python -m mclir_basicsr.options``) and a test keeps the two equal.
 """
 from dataclasses import dataclass
@@ -46,7 +46,7 @@ def dtype_or_none(name):
     """torch.bfloat16 for 'bfloat16' (any torch dtype by name); None for None."""
     if name is None:
         return None
-    import torch  # here, not at the top: the rest of this module (the schema, the README table) is torch-free
+    import torch  # here, not at the top: the rest of this module (the schema, the option table) is torch-free
     return getattr(torch, name)
 
 
@@ -260,7 +260,7 @@ def _spn_sections(train):
     if official and ('negatives' in train or 'spn_opt' in train):
         raise MCLIROptionError(
             f'train: the official keys ({", ".join(official)}) and `negatives`/`spn_opt` are both set; '
-            'use one style (see README, "Options").')
+            'use one style (see docs/options.md).')
     if official or 'neg_t' in train:
         if 'neg_iter' not in train:
             raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')

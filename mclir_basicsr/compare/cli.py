@@ -12,7 +12,7 @@ from mclir_basicsr.compare.pipeline import compare
 
 
 def default_spn():
-    """(spn_opt, negatives) that ``--spn on`` adds unless given: the demo's, measured by scripts/sweep_demo.py."""
+    """(spn_opt, negatives) that ``--spn on`` adds unless given: the demo's, measured by scripts/dev/sweep_demo.py."""
     # Imported here, not at the top: mclir_basicsr.demo imports this package (a top-level import would be circular).
     from mclir_basicsr.demo import DEMO_NEGATIVES, DEMO_SPN
     return DEMO_SPN, DEMO_NEGATIVES

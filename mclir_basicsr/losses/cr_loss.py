@@ -51,7 +51,7 @@ def match_input(lq, out, range_norm=False):
 
 @component('loss')
 class CRLoss(FeatureSpace):
-    """The CR term; every argument is documented in :mod:`mclir_basicsr.options` (README, "Options")."""
+    """The CR term; every argument is documented in :mod:`mclir_basicsr.options` (docs/options.md)."""
 
     def __init__(self, loss_weight=CR['loss_weight'].default, feature=CR['feature'].default,
                  layer_weights=CR['layer_weights'].default, criterion=CR['criterion'].default, eps=CR['eps'].default,

@@ -87,7 +87,7 @@ def _per_owner_mean(d, owners, k):
 
 @component('loss')
 class SPNLoss(FeatureSpace):
-    """The SPN term; every argument is documented in :mod:`mclir_basicsr.options` (README, "Options")."""
+    """The SPN term; every argument is documented in :mod:`mclir_basicsr.options` (docs/options.md)."""
 
     def __init__(self, loss_weight=SPN['loss_weight'].default, feature=SPN['feature'].default,
                  layer_weights=SPN['layer_weights'].default, criterion=SPN['criterion'].default,

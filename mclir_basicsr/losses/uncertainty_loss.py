@@ -2,7 +2,7 @@
 
 MCLIR's extended version derives an uncertainty map from the negative models and weights the
 reconstruction loss with it; only its abstract is public (no formula, no code), so this is **our
-design**, stated here and in the README:
+design**, stated here and in docs/beyond_the_paper.md:
 
     s(p)  = sqrt( mean_k mean_c (neg_k(p) - out(p))^2 )        spread of the K negatives around the output
     r(p)  = s(p) / mean_p s(p)                                  normalised per image (mean 1)
