@@ -24,6 +24,7 @@ import sys
 import time
 from collections import OrderedDict
 
+from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN
 from mclir_basicsr.compare.options import add_spn, save_options, spn_description
 from mclir_basicsr.compare.pipeline import compare
 
@@ -38,11 +39,6 @@ DEMO_VAL_FREQ = 50
 DEMO_NETWORK = OrderedDict([('type', 'EDSR'), ('num_in_ch', 3), ('num_out_ch', 3), ('num_feat', 16), ('num_block', 4),
                             ('upscale', SCALE), ('res_scale', 1), ('img_range', 255.),
                             ('rgb_mean', [0.4488, 0.4371, 0.4040])])
-# Measured by scripts/dev/sweep_demo.py (docs/evidence.md): pixel space, lambda 0.1, subtract, K = 2 [50, 200].
-# Also what `mclir-compare OPT.yml --spn on` adds unless told otherwise.
-DEMO_SPN = OrderedDict([('type', 'SPNLoss'), ('loss_weight', 0.1), ('feature', 'pixel'), ('criterion', 'l1'),
-                        ('mode', 'subtract')])
-DEMO_NEGATIVES = OrderedDict([('update_every', [50, 200]), ('decay', [0.1, 0.1]), ('init_decay', 0.1)])
 # What scripts/dev/sweep_demo.py measured for exactly the default demo (printed with it, for context).
 SWEEP_REFERENCE = (
     'Reference (scripts/dev/sweep_demo.py, same settings, 1000 iterations): these SPN settings were picked among 5 on '

@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import yaml
 
+from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN
 from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.compare.options import add_cr, add_spn, has_method, load_options, method_name, strip_method
 from mclir_basicsr.compare.pipeline import compare
@@ -13,8 +14,6 @@ from mclir_basicsr.compare.pipeline import compare
 
 def default_spn():
     """(spn_opt, negatives) that ``--spn on`` adds unless given: the demo's, measured by scripts/dev/sweep_demo.py."""
-    # Imported here, not at the top: mclir_basicsr.demo imports this package (a top-level import would be circular).
-    from mclir_basicsr.demo import DEMO_NEGATIVES, DEMO_SPN
     return DEMO_SPN, DEMO_NEGATIVES
 
 
@@ -49,9 +48,9 @@ def build_parser():
     p.add_argument('--cr-opt', help='with --cr on: train.cr_opt as YAML/JSON text or a file (default: '
                                     '{type: CRLoss, loss_weight: 0.1, feature: pixel})')
     p.add_argument('--spn-opt', help='with --spn on: train.spn_opt as YAML/JSON text or a file '
-                                     '(default: the demo\'s, mclir_basicsr.demo.DEMO_SPN)')
+                                     '(default: the demo\'s, mclir_basicsr.compare.defaults.DEMO_SPN)')
     p.add_argument('--negatives', help='with --spn on: train.negatives as YAML/JSON text or a file '
-                                       '(default: the demo\'s, mclir_basicsr.demo.DEMO_NEGATIVES)')
+                                       '(default: the demo\'s, mclir_basicsr.compare.defaults.DEMO_NEGATIVES)')
     p.add_argument('--out', default='compare_output', help='output folder (default: ./compare_output)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0], help='paired seeds (default: 0)')
     p.add_argument('--iters', type=int, help='train.total_iter of every run (default: the option file\'s)')
