@@ -181,6 +181,7 @@ OFFICIAL = {
     'neg_t': 'negatives.adaptive_threshold (with refresh: adaptive)',
     'perceptual_opt': 'spn_opt (subtracted, mode: subtract)',
 }
+OFFICIAL_NEGATIVE_KEYS = tuple(k for k in OFFICIAL if k.startswith('neg_'))  # any of them turns the official style on
 SECTIONS = {'train': TRAIN, 'train.negatives': NEGATIVES, 'train.spn_opt': SPN, 'train.cr_opt': CR,
             'train.uncertainty_opt': UNCERTAINTY}
 
@@ -256,12 +257,12 @@ def _from_official(train):
 
 def _spn_sections(train):
     """(negatives, spn_opt, their paths, official) as given, or all None when SPN is off."""
-    official = [k for k in ('neg_iter', 'neg_decay', 'neg_start', 'neg_t') if k in train]
+    official = [k for k in OFFICIAL_NEGATIVE_KEYS if k in train]
     if official and ('negatives' in train or 'spn_opt' in train):
         raise MCLIROptionError(
             f'train: the official keys ({", ".join(official)}) and `negatives`/`spn_opt` are both set; '
             'use one style (see docs/options.md).')
-    if official or 'neg_t' in train:
+    if official:
         if 'neg_iter' not in train:
             raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')
         negatives, spn = _from_official(train)

@@ -408,3 +408,17 @@ def test_official_fork_option_file_trains(workdir, hazy_data, vgg16_file):
     saved = torch.load(workdir / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth', weights_only=True)
     assert set(saved) == {'params', 'params_ema'}  # ema_decay 0.999
     FFANet(gps=3, blocks=1).load_state_dict(saved['params_ema'], strict=True)
+
+
+@pytest.mark.parametrize('extra', [{}, {'neg_t': 0.03}])  # neg_t: the fork's adaptive FFA-Net model's key
+def test_spn_off_on_the_fork_file_is_a_plain_baseline(extra):
+    from mclir_basicsr.compare.options import has_method, strip_method
+    from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS, parse_mclir_options
+    opt = yaml.safe_load(OFFICIAL_FFANET_YML)
+    opt['model_type'] = 'ModelContrastiveModel'
+    opt['train'].update(extra)
+    assert parse_mclir_options(opt).spn_on and has_method(opt)
+    baseline = strip_method(opt)
+    assert not any(k in baseline['train'] for k in OFFICIAL_NEGATIVE_KEYS + ('perceptual_opt',))
+    cfg = parse_mclir_options(baseline)
+    assert not cfg.spn_on and cfg.negatives is None and not has_method(baseline)

@@ -10,9 +10,9 @@ from collections import OrderedDict
 import yaml
 
 from mclir_basicsr.compare.errors import CompareError
+from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS as OFFICIAL_KEYS
 from mclir_basicsr.options import describe_refresh, parse_mclir_options
 
-OFFICIAL_KEYS = ('neg_iter', 'neg_decay', 'neg_start')
 # Model types that are SRModel with another name or SRModel's subclass ModelContrastiveModel: switching
 # them to ModelContrastiveModel (with or without SPN) keeps their training and testing as they were.
 SWITCHABLE_MODELS = ('SRModel', 'SwinIRModel', 'ModelContrastiveModel')
