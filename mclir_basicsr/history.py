@@ -1,10 +1,13 @@
 """NegativePool: the "history" of MCLIR, K lagged copies of the network being trained.
 
-A refresh of negative k, always from the bare, unwrapped network after the optimiser step, is
+Each negative is an :class:`AveragedCopy` of the network (the idea of torch's ``AveragedModel`` and timm's
+``ModelEmaV3``: a frozen copy with one update method), refreshed from the bare, unwrapped network after the
+optimiser step:
 
     theta_k <- d * theta_k + (1 - d) * theta
 
-and *when* it happens is the pool's schedule, one of two triggers:
+for parameters and floating-point buffers alike (integer buffers such as BatchNorm's ``num_batches_tracked``
+are copied). *When* negative k is refreshed is the pool's schedule, one of two triggers:
 
 * :class:`PeriodicRefresh` (the paper): negative k every ``update_every[k]`` iterations (at the
   iterations that are multiples of it), with ``d = decay[k]``;
@@ -14,18 +17,20 @@ and *when* it happens is the pool's schedule, one of two triggers:
   (0.001: a near-total copy), at least ``min_gap`` iterations after the previous one. The
   statistic is averaged over the ranks in DDP, so every rank takes the same decision.
 
-for parameters and floating-point buffers alike (integer buffers such as BatchNorm's
-``num_batches_tracked`` are copied). At construction each negative starts as
+At construction each negative starts as ``theta_k = init_decay * theta_fresh_k + (1 - init_decay) * theta``,
+``theta_fresh_k`` a freshly initialised copy of the architecture (the official ``neg_start``). Negatives are
+plain modules, never registered under the trained model, never wrapped in DistributedDataParallel, always in
+eval mode without gradients; a refresh is a few ``torch._foreach_lerp_`` calls, the same on every rank.
 
-    theta_k = init_decay * theta_fresh_k + (1 - init_decay) * theta
-
-where ``theta_fresh_k`` is a freshly initialised copy of the architecture (the official
-``neg_start``). Negatives are plain modules held in a list, never registered under the trained
-model, never wrapped in DistributedDataParallel, always in eval mode without gradients. The
-refresh is a handful of ``torch._foreach_lerp_`` calls, the same on every rank.
+Which samples meet which negatives in a step is the pool's :meth:`NegativePool.route` (the one place that
+decides it): every sample meets all K (the paper); with ``split_batch`` sample i meets negative
+(i + iteration) mod K only; with ``samples_per_step`` n, the SPN term uses n samples of the batch drawn at
+random (a generator seeded from the run's seed and the iteration: the same on every rank and after a resume;
+each rank draws from its own local batch), which rotate over the negatives when split.
 """
 import copy
 import hashlib
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -125,33 +130,95 @@ class AdaptiveRefresh:
         self.count, self.last_iter = int(state['count']), state['last_iter']
 
 
+class AveragedCopy:
+    """One negative model: a frozen copy of a network that :meth:`update` moves toward it,
+    ``theta <- decay * theta + (1 - decay) * theta_net``. Stored in ``dtype`` (float32, or bfloat16 to halve
+    its memory), optionally channels_last; :meth:`__call__` runs it without gradient, under ``autocast`` when
+    given, and returns float32."""
+
+    def __init__(self, net: nn.Module, fresh: Optional[nn.Module] = None, fresh_weight: float = 0.0,
+                 dtype: torch.dtype = torch.float32, autocast: Optional[torch.dtype] = None, channels_last=False):
+        self.module = copy.deepcopy(net)
+        if fresh_weight > 0:  # theta = w * theta_fresh + (1 - w) * theta, before the storage format is applied
+            with torch.no_grad():
+                torch._foreach_lerp_(_float_and_other_tensors(self.module)[0], _float_and_other_tensors(fresh)[0],
+                                     fresh_weight)
+        self.module.requires_grad_(False).eval()
+        self.dtype, self.autocast, self.channels_last = dtype, autocast, channels_last
+        if dtype != torch.float32:
+            self.module.to(dtype=dtype)
+        if channels_last:
+            self.module.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def update(self, net: nn.Module, decay: float):
+        dst_f, dst_o = _float_and_other_tensors(self.module)
+        src_f, src_o = _float_and_other_tensors(net)
+        if len(dst_f) != len(src_f):
+            raise NegativePoolStateError('a negative and the network have different tensors')
+        if self.dtype != torch.float32:  # lerp in the source precision, then store
+            src_f = [s.to(self.dtype) for s in src_f]
+        torch._foreach_lerp_(dst_f, src_f, 1.0 - decay)
+        for t, s in zip(dst_o, src_o):
+            t.copy_(s)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.dtype != torch.float32 and self.autocast is None:
+            x = x.to(self.dtype)
+        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            return self.module(x).float()
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which samples of a batch the SPN term uses in a step, and which negative each of them meets."""
+    samples: Optional[torch.Tensor] = None  # (n,) sorted indices into the batch; None: every sample
+    owners: Optional[torch.Tensor] = None  # (n,) the negative each used sample meets; None: all K
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        """The used samples of a batch tensor (x itself when every sample is used)."""
+        return x if self.samples is None else x.index_select(0, self.samples.to(x.device))
+
+
+def step_generator(seed: int, iteration: int) -> torch.Generator:
+    """A CPU generator for the random choices of one iteration, from the run's seed alone (the global RNG is
+    never touched, so the rest of training draws the same numbers with or without them)."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(iteration)) % (2 ** 63))
+
+
 class NegativePool:
-    """K negative models and the schedule that refreshes them (periodic by default)."""
+    """K negative models (:class:`AveragedCopy`), the schedule that refreshes them (periodic by default) and the
+    routing of samples to negatives (:meth:`route`)."""
 
     def __init__(self, net: nn.Module, update_every: Sequence[int], decay: Sequence[float], init_decay: float = 0.1,
                  make_fresh: Optional[Callable[[], nn.Module]] = None, dtype: torch.dtype = torch.float32,
-                 autocast: Optional[torch.dtype] = None, channels_last: bool = False, schedule=None):
+                 autocast: Optional[torch.dtype] = None, channels_last: bool = False, schedule=None,
+                 split_batch: bool = False, samples_per_step: Optional[int] = None):
         if len(update_every) != len(decay) or not update_every:
             raise ValueError('update_every and decay need one entry per negative (K >= 1)')
+        if init_decay > 0 and make_fresh is None:
+            raise ValueError('init_decay > 0 needs make_fresh (a function building a fresh network)')
         self.update_every = [int(p) for p in update_every]
         self.decay = [float(d) for d in decay]
         self.schedule = schedule or PeriodicRefresh(self.update_every, self.decay)
-        self.last_statistic = None
         self.init_decay = float(init_decay)
-        self.dtype = dtype
-        self.autocast = autocast
-        self.channels_last = channels_last
+        self.split_batch, self.samples_per_step = bool(split_batch), samples_per_step
         self.arch = type(net).__name__
         self.refreshes = [0] * len(self.update_every)
-        self.negatives: List[nn.Module] = []
-        for _ in self.update_every:
-            neg = copy.deepcopy(net)
-            if self.init_decay > 0:
-                if make_fresh is None:
-                    raise ValueError('init_decay > 0 needs make_fresh (a function building a fresh network)')
-                fresh = make_fresh().to(next(iter(net.parameters())).device)
-                self._blend(neg, fresh, net, self.init_decay)
-            self.negatives.append(self._prepare(neg))
+        self.last_statistic = None
+        device = next(iter(net.parameters())).device
+        self.copies = [AveragedCopy(net, make_fresh().to(device) if self.init_decay > 0 else None, self.init_decay,
+                                    dtype, autocast, channels_last) for _ in self.update_every]
+
+    @property
+    def negatives(self) -> List[nn.Module]:
+        """The K negative networks (modules), in order."""
+        return [c.module for c in self.copies]
+
+    def __len__(self):
+        return len(self.copies)
 
     @torch.no_grad()
     def broadcast(self, src: int = 0):
@@ -161,88 +228,65 @@ class NegativePool:
                 for t in neg.state_dict().values():
                     torch.distributed.broadcast(t, src)
 
-    def __len__(self):
-        return len(self.negatives)
-
-    # ------------------------------------------------------------------ weights
-    def _prepare(self, neg):
-        neg.requires_grad_(False).eval()
-        if self.dtype != torch.float32:
-            neg.to(dtype=self.dtype)
-        if self.channels_last:
-            neg.to(memory_format=torch.channels_last)
-        return neg
-
-    @staticmethod
-    @torch.no_grad()
-    def _blend(out, a, b, weight_a):
-        """out <- weight_a * a + (1 - weight_a) * b (a, b, out: same architecture)."""
-        fo, oo = _float_and_other_tensors(out)
-        fa, _ = _float_and_other_tensors(a)
-        fb, ob = _float_and_other_tensors(b)
-        torch._foreach_copy_(fo, fb)
-        torch._foreach_lerp_(fo, fa, weight_a)
-        for t, s in zip(oo, ob):
-            t.copy_(s)
-
-    @torch.no_grad()
+    # ------------------------------------------------------------------ refresh
     def refresh(self, k: int, net: nn.Module, decay: Optional[float] = None):
         """theta_k <- d * theta_k + (1 - d) * theta, now; d = ``decay`` or the periodic ``decay[k]``."""
-        decay = self.decay[k] if decay is None else decay
-        dst_f, dst_o = _float_and_other_tensors(self.negatives[k])
-        src_f, src_o = _float_and_other_tensors(net)
-        if len(dst_f) != len(src_f):
-            raise NegativePoolStateError(f'negative {k} and the network have different tensors')
-        if self.dtype != torch.float32:  # lerp in the source precision, then store
-            src_f = [s.to(self.dtype) for s in src_f]
-        torch._foreach_lerp_(dst_f, src_f, 1.0 - decay)
-        for t, s in zip(dst_o, src_o):
-            t.copy_(s)
+        self.copies[k].update(net, self.decay[k] if decay is None else decay)
         self.refreshes[k] += 1
 
     def step(self, current_iter: int, net: nn.Module, out: Optional[torch.Tensor] = None,
              gt: Optional[torch.Tensor] = None) -> List[int]:
         """Refresh the negatives the schedule says are due (call after the optimiser step; the adaptive
-        schedule needs the step's output and ground truth). Returns the refreshed indices."""
+        schedule needs the step's output and ground truth, of the whole batch). Returns the refreshed indices."""
         statistic = self.last_statistic = self.schedule.measure(out, gt)  # None for the periodic schedule
         due = self.schedule.due(current_iter, statistic)
         for k, decay in due:
             self.refresh(k, net, decay)
         return [k for k, _ in due]
 
-    # ------------------------------------------------------------------ forward
-    def _forward(self, neg, x):
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.dtype != torch.float32 and self.autocast is None:
-            x = x.to(self.dtype)
-        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            return neg(x).float()
-
-    @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """All negatives' outputs for one batch, stacked on a new first dim: (K, B, C, H, W)."""
-        return torch.stack([self._forward(neg, x) for neg in self.negatives])
-
+    # ------------------------------------------------------------------ routing and forward
     def owners(self, batch: int, rotation: int) -> torch.Tensor:
-        """Which negative each sample meets in the split-batch estimator: (i + rotation) mod K, (B,)."""
-        return (torch.arange(batch) + rotation) % len(self.negatives)
+        """Which negative each of ``batch`` samples meets in the split estimator: (i + rotation) mod K, (batch,)."""
+        return (torch.arange(batch) + rotation) % len(self.copies)
+
+    def route(self, batch: int, iteration: int, seed: int = 0) -> Routing:
+        """This iteration's :class:`Routing` of a batch of ``batch`` samples: a random subset of
+        ``samples_per_step`` of them (all when None or not fewer than the batch), each meeting every negative or,
+        with ``split_batch``, negative (j + iteration) mod K for the j-th used sample."""
+        samples, n = None, batch
+        if self.samples_per_step is not None and self.samples_per_step < batch:
+            n = self.samples_per_step
+            samples = torch.randperm(batch, generator=step_generator(seed, iteration))[:n].sort().values
+        return Routing(samples, self.owners(n, iteration % len(self.copies)) if self.split_batch else None)
 
     @torch.inference_mode()
-    def split(self, x: torch.Tensor, rotation: int):
-        """Split-batch negatives: sample i goes through negative (i + rotation) mod K only, so the K
-        negatives together run one batch. Returns (outputs (B, C, H, W), owners (B,) on x's device)."""
-        owners = self.owners(x.shape[0], rotation).to(x.device)
+    def outputs(self, x: torch.Tensor, routing: Routing = Routing()) -> torch.Tensor:
+        """The negatives' outputs for the used samples of batch ``x``: (K, n, C, H, W) when every used sample
+        meets every negative, (n, C, H, W) when each meets its owner (the K negatives then run n samples in all)."""
+        x = routing.select(x)
+        if routing.owners is None:
+            return torch.stack([c(x) for c in self.copies])
+        owners = routing.owners.to(x.device)
         out = None
-        for k, neg in enumerate(self.negatives):
+        for k, c in enumerate(self.copies):
             index = (owners == k).nonzero().squeeze(1)
             if index.numel() == 0:
                 continue
-            y = self._forward(neg, x.index_select(0, index))
+            y = c(x.index_select(0, index))
             if out is None:
                 out = y.new_empty((x.shape[0],) + y.shape[1:])
             out.index_copy_(0, index, y)
-        return out, owners
+        return out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """All negatives' outputs for one batch, stacked on a new first dim: (K, B, C, H, W)."""
+        return self.outputs(x)
+
+    def split(self, x: torch.Tensor, rotation: int):
+        """Split-batch negatives of the whole batch: sample i through negative (i + rotation) mod K only.
+        Returns (outputs (B, C, H, W), owners (B,) on x's device)."""
+        owners = self.owners(x.shape[0], rotation).to(x.device)
+        return self.outputs(x, Routing(owners=owners)), owners
 
     # ------------------------------------------------------------------ state
     def fingerprints(self):

@@ -8,6 +8,7 @@ this module (``python -m mclir_basicsr.options``) and a test keeps the two equal
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from mclir_basicsr.official_options import OFFICIAL, OFFICIAL_NEGATIVE_KEYS, from_official
 from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_mean: part of this module's API)
     MCLIROptionError,
     boolean,
@@ -20,6 +21,7 @@ from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_m
     non_negative_float,
     one_of,
     optional_positive_float,
+    optional_positive_int,
     optional_str,
     positive_int,
     unit_float,
@@ -94,6 +96,13 @@ NEGATIVES = {
                           'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives '
                           'cost one batch in total. Unbiased: the term averaged over K rotations is the full one. '
                           'Needs batch_size_per_gpu >= K.'),
+    'samples_per_step': Option(None, optional_positive_int,
+                               'The SPN term on this many samples of each (local) batch, drawn at random each step '
+                               '(from the run\'s seed and the iteration: the same on every rank and after a resume); '
+                               'only they go through the negatives and VGG. The term is their mean, so its '
+                               'expectation over the draws is the full-batch term (docs/cost.md). With `split_batch` '
+                               'they rotate over the K negatives: needs samples_per_step >= K. The uncertainty '
+                               'weighted loss gives the other samples weight 1. null: the whole batch.'),
 }
 
 SPN = {
@@ -173,15 +182,6 @@ TRAIN = {
                             'fork\'s models; its example files\' `use_grad_norm` was never read, there or here).'),
 }
 
-# The official fork's keys (Aitical/MCLIR), read when `negatives` / `spn_opt` are absent.
-OFFICIAL = {
-    'neg_iter': 'negatives.update_every',
-    'neg_decay': 'negatives.decay',
-    'neg_start': 'negatives.init_decay',
-    'neg_t': 'negatives.adaptive_threshold (with refresh: adaptive)',
-    'perceptual_opt': 'spn_opt (subtracted, mode: subtract)',
-}
-OFFICIAL_NEGATIVE_KEYS = tuple(k for k in OFFICIAL if k.startswith('neg_'))  # any of them turns the official style on
 SECTIONS = {'train': TRAIN, 'train.negatives': NEGATIVES, 'train.spn_opt': SPN, 'train.cr_opt': CR,
             'train.uncertainty_opt': UNCERTAINTY}
 
@@ -228,33 +228,6 @@ def validate_section(path, given, spec):
     return out
 
 
-def _from_official(train):
-    negatives = {}
-    for old, new in (('neg_iter', 'update_every'), ('neg_decay', 'decay'), ('neg_start', 'init_decay')):
-        if old in train:
-            negatives[new] = train[old]
-    if 'neg_t' in train:  # only the fork's adaptive FFA-Net model reads it
-        negatives.update(refresh='adaptive', adaptive_threshold=train['neg_t'])
-    percep = train.get('perceptual_opt')
-    if not isinstance(percep, dict):
-        fail('train.perceptual_opt', 'a PerceptualLoss mapping (the official fork subtracts it)', percep)
-    percep = dict(percep)
-    if percep.pop('type', 'PerceptualLoss') != 'PerceptualLoss':
-        fail('train.perceptual_opt.type', 'PerceptualLoss', train['perceptual_opt'].get('type'))
-    if percep.pop('style_weight', 0) not in (0, 0.0, None):
-        fail('train.perceptual_opt.style_weight', '0 (a subtracted style term is not supported)',
-              train['perceptual_opt']['style_weight'])
-    spn = {'type': 'SPNLoss'}
-    renames = {'vgg_type': 'feature', 'perceptual_weight': 'loss_weight'}
-    for key, value in percep.items():
-        if key == 'criterion' and value == 'fro':
-            fail('train.perceptual_opt.criterion', 'l1 or l2', value)
-        spn[renames.get(key, key)] = value
-    spn.setdefault('feature', 'vgg19')  # BasicSR's PerceptualLoss default
-    spn.setdefault('loss_weight', 1.0)
-    return negatives, spn
-
-
 def _spn_sections(train):
     """(negatives, spn_opt, their paths, official) as given, or all None when SPN is off."""
     official = [k for k in OFFICIAL_NEGATIVE_KEYS if k in train]
@@ -265,7 +238,7 @@ def _spn_sections(train):
     if official:
         if 'neg_iter' not in train:
             raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')
-        negatives, spn = _from_official(train)
+        negatives, spn = from_official(train)
         return negatives, spn, 'train.neg_*', 'train.perceptual_opt', True
     if train.get('spn_opt') is None:  # absent or null, as BasicSR reads its own *_opt sections
         if train.get('negatives') and train.get('uncertainty_opt') is None:
@@ -292,7 +265,12 @@ def _normalise_negatives(neg, path):
 
 def _check_split_batch(opt, neg, path):
     train_set = (opt.get('datasets') or {}).get('train') or {}
-    batch, k = train_set.get('batch_size_per_gpu'), len(neg['update_every'])
+    batch, k, n = train_set.get('batch_size_per_gpu'), len(neg['update_every']), neg['samples_per_step']
+    if neg['split_batch'] and n is not None and n < k:
+        raise MCLIROptionError(
+            f'{path}.samples_per_step: {n} is fewer than the number of negatives K ({k}); with split_batch each '
+            f'used sample meets one negative, so every negative must meet at least one per step: use '
+            f'samples_per_step >= {k}, fewer negatives, or split_batch: false')
     if neg['split_batch'] and is_number(batch) and batch < k:
         raise MCLIROptionError(
             f'{path}.split_batch: needs datasets.train.batch_size_per_gpu ({batch}) >= the number of negatives '
@@ -317,9 +295,9 @@ def _check_spn(spn, path):
 
 def _check_uncertainty(section, path):
     if section['floor'] <= 0:
-        fail(f'{path}.floor', 'a number in (0, 1] (a floor of 0 would let pixels be ignored)', section['floor'])
+        fail(f'{path}.floor', '0 < floor <= 1 <= cap (a floor of 0 would let pixels be ignored)', section['floor'])
     if section['cap'] < 1:
-        fail(f'{path}.cap', 'a number >= 1 (the weights are around 1 by construction)', section['cap'])
+        fail(f'{path}.cap', '0 < floor <= 1 <= cap (the weights are around 1 by construction)', section['cap'])
 
 
 def _check_cr(section, path):
@@ -327,7 +305,18 @@ def _check_cr(section, path):
         _check_layers(section['feature'], section['layer_weights'], f'{path}.layer_weights')
 
 
-SECTION_CHECKS = {'uncertainty_opt': _check_uncertainty, 'cr_opt': _check_cr}
+LOSS_SECTIONS = {'spn_opt': (SPN, _check_spn), 'cr_opt': (CR, _check_cr),
+                 'uncertainty_opt': (UNCERTAINTY, _check_uncertainty)}
+
+
+def loss_section(key, given):
+    """``train.<key>`` (spn_opt, cr_opt, uncertainty_opt) validated against its schema, defaults filled in, and its
+    cross-option checks: the one validation of a loss's options, used by :func:`parse_mclir_options` and by the
+    losses when they are built from raw keyword arguments (e.g. by BasicSR's ``build_loss``)."""
+    spec, check = LOSS_SECTIONS[key]
+    section = validate_section(f'train.{key}', given, spec)
+    check(section, f'train.{key}')
+    return section
 
 
 def parse_mclir_options(opt):
@@ -341,8 +330,8 @@ def parse_mclir_options(opt):
         fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
     amp = TRAIN['amp'].check('train.amp', train.get('amp'))
     TRAIN['use_grad_clip'].check('train.use_grad_clip', train.get('use_grad_clip'))
-    cr = _optional_section(train, 'cr_opt', CR, amp)
-    uncertainty = _optional_section(train, 'uncertainty_opt', UNCERTAINTY, amp)
+    cr = _optional_section(train, 'cr_opt', amp)
+    uncertainty = _optional_section(train, 'uncertainty_opt', amp)
     given_neg, given_spn, path_neg, path_spn, official = _spn_sections(train)
     if given_spn is None and uncertainty is None:
         return MCLIRConfig(negatives=None, spn=None, official=False, amp=amp, cr=cr)
@@ -351,7 +340,7 @@ def parse_mclir_options(opt):
     spn = None
     if given_spn is not None:
         spn = _follow_amp(validate_section(path_spn, given_spn, SPN), given_spn, amp)
-        _check_spn(spn, path_spn)
+        _check_spn(spn, path_spn)  # (path_spn: train.spn_opt, or the fork's train.perceptual_opt)
     return MCLIRConfig(negatives=neg, spn=spn, official=official, amp=amp, cr=cr, uncertainty=uncertainty)
 
 
@@ -362,14 +351,12 @@ def _follow_amp(section, given, amp):
     return section
 
 
-def _optional_section(train, key, spec, amp):
-    """``train.<key>`` validated against ``spec``, or None when absent or null (as BasicSR's *_opt)."""
+def _optional_section(train, key, amp):
+    """``train.<key>`` validated (:func:`loss_section`), or None when absent or null (as BasicSR's *_opt)."""
     given = train.get(key)
     if given is None:
         return None
-    section = _follow_amp(validate_section(f'train.{key}', given, spec), given, amp)
-    SECTION_CHECKS[key](section, f'train.{key}')
-    return section
+    return _follow_amp(loss_section(key, given), given, amp)
 
 
 def describe_refresh(negatives):
@@ -405,8 +392,29 @@ def markdown_table():
     return '\n'.join(rows) + '\n'
 
 
+BEGIN, END = '<!-- options:begin -->', '<!-- options:end -->'
+
+
+def write_reference(path):
+    """Replace the table between the markers of the option reference page ``path`` with :func:`markdown_table`."""
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(f'{head}{BEGIN}\n{markdown_table()}{END}{tail}')
+
+
 def main(argv: Optional[list] = None):
-    print(markdown_table(), end='')
+    """``python -m mclir_basicsr.options``: print the option table; ``--write docs/options.md``: update that page."""
+    import argparse
+    parser = argparse.ArgumentParser(prog='python -m mclir_basicsr.options', description=main.__doc__)
+    parser.add_argument('--write', metavar='PAGE', help='rewrite the table between the markers of PAGE')
+    args = parser.parse_args(argv)
+    if args.write:
+        write_reference(args.write)
+    else:
+        print(markdown_table(), end='')
 
 
 if __name__ == '__main__':

@@ -54,6 +54,12 @@ def optional_positive_float(path, v):
     return float(v)
 
 
+def optional_positive_int(path, v):
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        fail(path, 'null or a positive integer', v)
+    return v
+
+
 def boolean(path, v):
     if not isinstance(v, bool):
         fail(path, 'true or false', v)

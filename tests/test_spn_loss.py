@@ -156,20 +156,20 @@ def test_bad_arguments_raise_option_errors():
 
 @pytest.mark.parametrize('criterion', ['l1', 'l2', 'charbonnier'])
 def test_distance_gradient_matches_autograd_reference(criterion):
-    from mclir_basicsr.losses.spn_loss import _Distances, reference_distances
+    from mclir_basicsr.losses.spn_loss import distances, low_memory_distances
     g = torch.Generator().manual_seed(1)
     out = torch.rand(2, 3, 5, 4, dtype=torch.double, generator=g).requires_grad_(True)
     refs = torch.rand(3 * 2, 3, 5, 4, dtype=torch.double, generator=g)
     weights = torch.rand(3, 2, dtype=torch.double, generator=g)
     f = {'l1': torch.abs, 'l2': torch.square, 'charbonnier': lambda d: torch.sqrt(d ** 2 + 1e-12)}[criterion]
     ref = torch.stack([torch.stack([f(out[i] - r[i]).mean() for i in range(2)]) for r in refs.view(3, *out.shape)])
-    d = _Distances.apply(out, refs, criterion)
+    d = low_memory_distances(out, refs, criterion)
     assert d.shape == (3, 2)  # (reference batches, samples)
     torch.testing.assert_close(d, ref)
-    torch.testing.assert_close(reference_distances(out, refs, criterion), ref)
+    torch.testing.assert_close(distances(out, refs, criterion), ref)
     torch.testing.assert_close(torch.autograd.grad((d * weights).sum(), out)[0],
                                torch.autograd.grad((ref * weights).sum(), out)[0])
-    assert torch.autograd.gradcheck(lambda o: _Distances.apply(o, refs, criterion), (out,))
+    assert torch.autograd.gradcheck(lambda o: low_memory_distances(o, refs, criterion), (out,))
 
 
 def test_conv_features_are_not_overwritten_by_in_place_relu(vgg16_file):

@@ -22,8 +22,9 @@ too (``train.cr_opt``), with or without SPN.
 import torch
 from torch.nn import functional as F
 
-from mclir_basicsr.losses.features import FeatureSpace, pointwise
-from mclir_basicsr.options import CR, SECTION_CHECKS, validate_section
+from mclir_basicsr.losses.criteria import pointwise
+from mclir_basicsr.losses.features import FeatureSpace
+from mclir_basicsr.options import loss_section
 from mclir_basicsr.registration import component
 
 
@@ -51,18 +52,12 @@ def match_input(lq, out, range_norm=False):
 
 @component('loss')
 class CRLoss(FeatureSpace):
-    """The CR term; every argument is documented in :mod:`mclir_basicsr.options` (docs/options.md)."""
+    """The CR term; its options are documented in :mod:`mclir_basicsr.options` (docs/options.md) and validated
+    there (``config``: options already validated, as ``SPNLoss`` takes them)."""
 
-    def __init__(self, loss_weight=CR['loss_weight'].default, feature=CR['feature'].default,
-                 layer_weights=CR['layer_weights'].default, criterion=CR['criterion'].default, eps=CR['eps'].default,
-                 use_input_norm=True, range_norm=False, pretrained=None, download=False, autocast=None,
-                 channels_last=CR['channels_last'].default, **unknown):
+    def __init__(self, config=None, **options):
         super().__init__()
-        cfg = validate_section('cr_opt', dict(  # unknown keys: an MCLIROptionError with a "did you mean"
-            unknown, type='CRLoss', loss_weight=loss_weight, feature=feature, layer_weights=layer_weights,
-            criterion=criterion, eps=eps, use_input_norm=use_input_norm, range_norm=range_norm,
-            pretrained=pretrained, download=download, autocast=autocast, channels_last=channels_last), CR)
-        SECTION_CHECKS['cr_opt'](cfg, 'cr_opt')  # layer names of the chosen VGG
+        cfg = config if config is not None else loss_section('cr_opt', dict(options, type='CRLoss'))
         self.cfg = cfg
         self.loss_weight, self.criterion, self.eps = cfg['loss_weight'], cfg['criterion'], cfg['eps']
         self.range_norm = cfg['range_norm']

@@ -1,22 +1,11 @@
 """The feature space phi shared by SPNLoss and CRLoss: VGG features (BasicSR layer names, weights from a
 local torchvision file, :mod:`mclir_basicsr.losses.vgg`) or the pixels themselves, with the options'
-autocast and channels_last handling (features come out in at least float32 whatever the autocast); and
-:func:`pointwise`, the criteria (l1, l2, Charbonnier) every add-on loss uses."""
+autocast and channels_last handling (features come out in at least float32 whatever the autocast)."""
 import torch
 from torch import nn
 
 from mclir_basicsr.losses.vgg import VGGFeatures
 from mclir_basicsr.options import dtype_or_none
-
-
-def pointwise(diff, criterion):
-    """criterion(diff) per element: |d| (l1), d^2 (l2) or Charbonnier sqrt(d^2 + eps) (eps 1e-12, as BasicSR's
-    CharbonnierLoss). The one out-of-place definition of the criteria the losses share."""
-    if criterion == 'l1':
-        return diff.abs()
-    if criterion == 'l2':
-        return diff.square()
-    return (diff.square() + 1e-12).sqrt()
 
 
 def _at_least_fp32(t):

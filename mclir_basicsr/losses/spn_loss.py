@@ -4,52 +4,45 @@
     subtract:  L = -lambda * mean_k min(D_k, max_distance)          (the paper)
     ratio:     L =  lambda * D(out, gt) / mean_k D_k                (bounded below by 0)
 
-Split batch (``negatives.split_batch``): sample i meets only negative o_i = (i + r) mod K, and
-mean_k D_k becomes (1/B) sum_i D_{i, o_i}, with D_{i, k} the per-sample distance (the means above
-are means over samples of those). Averaged over the K rotations r it equals the full term exactly
-(VGG has no batch statistics); ``max_distance`` then clamps each sample's distance.
+The means are over the samples the term is given. Cheaper estimators feed it less (the negative pool's
+routing, :meth:`mclir_basicsr.history.NegativePool.route`, decides which):
+
+* split batch: sample i meets only negative o_i = (i + r) mod K (``owners``), and mean_k D_k becomes
+  (1/B) sum_i D_{i, o_i}, with D_{i, k} the per-sample distance. Averaged over the K rotations r it equals
+  the full term exactly (VGG has no batch statistics); ``max_distance`` then clamps each sample's distance;
+* a subset (``samples_per_step`` n of the B samples, drawn uniformly at random): the model passes only those
+  samples. For ``subtract`` without ``max_distance`` the term is linear in the per-sample distances, so its
+  expectation over the draws is the full-batch term: E_S[(1/n) sum_{i in S} D_i] = (1/B) sum_i D_i, each
+  sample being in S with probability n/B. ``ratio`` and ``max_distance`` are not linear: there the subset (and
+  split) estimate is consistent, not unbiased.
 
 phi is VGG16/VGG19 features (BasicSR layer names, weights and input normalisation, as BasicSR's
 PerceptualLoss) or the pixels themselves. The output's features are computed once per step, with
-gradient; the K negatives' (and, for ``ratio``, the ground truth's) in one batched pass under
-``torch.inference_mode``. With criterion l1 and mode subtract, D_k equals BasicSR's
-``PerceptualLoss(layer_weights, perceptual_weight=1)(out, neg_k)``, so the term matches the
-official code, which subtracts the mean of that over the negatives.
+gradient; the negatives' (and, for ``ratio``, the ground truth's) in one batched pass under
+``torch.inference_mode``. :func:`distances` defines D; the loss computes it with
+:func:`low_memory_distances`, the same values and gradients at a fraction of the memory. With criterion l1
+and mode subtract, D_k equals BasicSR's ``PerceptualLoss(layer_weights, perceptual_weight=1)(out, neg_k)``,
+so the term matches the official code, which subtracts the mean of that over the negatives.
 """
 import torch
 
-from mclir_basicsr.losses.features import FeatureSpace, pointwise
-from mclir_basicsr.options import SPN, validate_section
+from mclir_basicsr.losses.criteria import derivative_, pointwise, pointwise_
+from mclir_basicsr.losses.features import FeatureSpace
+from mclir_basicsr.options import loss_section
 from mclir_basicsr.registration import component
 
 
-def _criterion_(buf, criterion):
-    """In place: |d|, d^2 or the Charbonnier sqrt(d^2 + eps) (eps as BasicSR's CharbonnierLoss)."""
-    if criterion == 'l1':
-        return buf.abs_()
-    if criterion == 'l2':
-        return buf.square_()
-    return buf.square_().add_(1e-12).sqrt_()
+def distances(out, refs, criterion):
+    """The definition: d[k, i] = mean over sample i's elements of criterion(out[i] - refs[k, i]), for the n
+    reference batches stacked in ``refs`` (n, B, ...) (or flattened to (n * B, ...)). Returns (n, B)."""
+    return pointwise(out.unsqueeze(0) - refs.reshape(-1, *out.shape), criterion).flatten(2).mean(2)
 
 
-def _criterion_grad_(buf, criterion):
-    """In place: the derivative of the criterion at the difference d held in buf."""
-    if criterion == 'l1':
-        return buf.sign_()
-    if criterion == 'l2':
-        return buf.mul_(2)
-    return buf.div_(buf.square().add_(1e-12).sqrt_())
-
-
-class _Distances(torch.autograd.Function):
-    """d[k, i] = mean over sample i's elements of criterion(out[i] - refs[k, i]), for the n reference
-    batches stacked in ``refs`` (n, B, ...). Returns (n, B).
-
-    The gradient flows to ``out`` only. Autograd would keep the n-fold difference tensor (n times
-    the size of the output's features) for the backward pass; this recomputes one difference at a
-    time in a single reused buffer, forward and backward: same values as :func:`reference_distances`,
-    about half the time and a fraction of the memory for the largest VGG layers.
-    """
+class _LowMemoryDistances(torch.autograd.Function):
+    """:func:`distances`, computed one reference batch at a time in a single reused buffer, forward and backward,
+    with the gradient to ``out`` only. Autograd on the definition keeps the n-fold difference tensor (n times the
+    size of the output's features) for the backward pass; this keeps none of it: same values and gradients
+    (tests/test_spn_loss.py), about half the time and a fraction of the memory for the largest VGG layers."""
 
     @staticmethod
     def forward(ctx, out, refs, criterion):
@@ -57,7 +50,7 @@ class _Distances(torch.autograd.Function):
         buf, d = torch.empty_like(out), out.new_empty(refs.shape[0], out.shape[0])
         for k in range(refs.shape[0]):
             torch.sub(out, refs[k], out=buf)
-            d[k] = _criterion_(buf, criterion).flatten(1).sum(1)
+            d[k] = pointwise_(buf, criterion).flatten(1).sum(1)
         ctx.save_for_backward(out)
         ctx.refs, ctx.criterion = refs, criterion  # refs come from inference mode: not saved for autograd
         return d / out[0].numel()
@@ -69,13 +62,13 @@ class _Distances(torch.autograd.Function):
         grad, buf = torch.zeros_like(out), torch.empty_like(out)
         for k in range(ctx.refs.shape[0]):
             torch.sub(out, ctx.refs[k], out=buf)
-            grad.add_(_criterion_grad_(buf, ctx.criterion).mul_(grad_d[k]))
+            grad.add_(derivative_(buf, ctx.criterion).mul_(grad_d[k]))
         return grad, None, None
 
 
-def reference_distances(out, refs, criterion):
-    """Plain-autograd reference of :class:`_Distances` (for tests): (n, B) per-sample mean distances."""
-    return pointwise(out.unsqueeze(0) - refs.reshape(-1, *out.shape), criterion).flatten(2).mean(2)
+def low_memory_distances(out, refs, criterion):
+    """:func:`distances` at a fraction of the memory (:class:`_LowMemoryDistances`): what the loss uses."""
+    return _LowMemoryDistances.apply(out, refs, criterion)
 
 
 def _per_owner_mean(d, owners, k):
@@ -87,19 +80,13 @@ def _per_owner_mean(d, owners, k):
 
 @component('loss')
 class SPNLoss(FeatureSpace):
-    """The SPN term; every argument is documented in :mod:`mclir_basicsr.options` (docs/options.md)."""
+    """The SPN term. Its options (keyword arguments, as BasicSR's ``build_loss`` passes them) are documented in
+    :mod:`mclir_basicsr.options` (docs/options.md) and validated there; ``config``: options already validated
+    (``MCLIRConfig.spn``, as :class:`~mclir_basicsr.models.ModelContrastiveModel` passes them)."""
 
-    def __init__(self, loss_weight=SPN['loss_weight'].default, feature=SPN['feature'].default,
-                 layer_weights=SPN['layer_weights'].default, criterion=SPN['criterion'].default,
-                 mode=SPN['mode'].default, max_distance=None, use_input_norm=True, range_norm=False,
-                 pretrained=None, download=False, autocast=None, channels_last=SPN['channels_last'].default,
-                 **unknown):
+    def __init__(self, config=None, **options):
         super().__init__()
-        cfg = validate_section('spn_opt', dict(  # unknown keys: an MCLIROptionError with a "did you mean"
-            unknown, type='SPNLoss', loss_weight=loss_weight, feature=feature, layer_weights=layer_weights,
-            criterion=criterion, mode=mode, max_distance=max_distance, use_input_norm=use_input_norm,
-            range_norm=range_norm, pretrained=pretrained, download=download, autocast=autocast,
-            channels_last=channels_last), SPN)
+        cfg = config if config is not None else loss_section('spn_opt', dict(options, type='SPNLoss'))
         self.cfg = cfg
         self.loss_weight, self.mode, self.criterion = cfg['loss_weight'], cfg['mode'], cfg['criterion']
         self.max_distance = cfg['max_distance']
@@ -109,12 +96,13 @@ class SPNLoss(FeatureSpace):
         """Per-sample distances of the output to each reference batch stacked in ref_feats: (n_ref, B)."""
         total = 0
         for layer, w in self.layer_weights.items():
-            total = total + w * _Distances.apply(out_feats[layer], ref_feats[layer], self.criterion)
+            total = total + w * low_memory_distances(out_feats[layer], ref_feats[layer], self.criterion)
         return total
 
     def forward(self, out, negs, gt=None, owners=None, num_negatives=None):
         """The SPN term and the mean distance to each negative, D: (K,), detached.
 
+        ``out`` (and ``gt``): the samples the term uses (the whole batch, or the step's subset).
         Full estimator (the paper): negs (K, B, C, H, W), every sample against every negative.
         Split batch: negs (B, C, H, W), sample i from negative ``owners[i]`` (one of ``num_negatives``);
         the term is the per-sample mean, whose average over the K rotations of ``owners`` is the full

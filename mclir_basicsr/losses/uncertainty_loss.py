@@ -20,8 +20,8 @@ feeds the negatives' outputs it already computes for SPN: no extra forward.
 import torch
 from torch import nn
 
-from mclir_basicsr.losses.features import pointwise
-from mclir_basicsr.options import UNCERTAINTY, MCLIROptionError, validate_section
+from mclir_basicsr.losses.criteria import pointwise
+from mclir_basicsr.options import loss_section
 from mclir_basicsr.registration import component
 
 
@@ -45,21 +45,26 @@ def uncertainty_weights(out: torch.Tensor, negs: torch.Tensor, floor: float = 0.
 class UncertaintyWeightedLoss(nn.Module):
     """loss_weight * mean(w * criterion(out - gt)), w from the negatives' spread (module docstring)."""
 
-    def __init__(self, loss_weight=1.0, criterion='l1', floor=0.1, cap=3.0, save_map=False, **unknown):
+    def __init__(self, config=None, **options):
         super().__init__()
-        opt = validate_section('train.uncertainty_opt', dict(  # unknown keys: an error with a "did you mean"
-            unknown, type='UncertaintyWeightedLoss', loss_weight=loss_weight, criterion=criterion, floor=floor, cap=cap,
-            save_map=save_map), UNCERTAINTY)
-        if not 0 < opt['floor'] <= 1 <= opt['cap']:
-            raise MCLIROptionError(f'train.uncertainty_opt: expected 0 < floor <= 1 <= cap, got floor {floor}, '
-                                   f'cap {cap}')
+        opt = config if config is not None else loss_section('uncertainty_opt',
+                                                             dict(options, type='UncertaintyWeightedLoss'))
         self.loss_weight, self.criterion = opt['loss_weight'], opt['criterion']
         self.floor, self.cap, self.save_map = opt['floor'], opt['cap'], opt['save_map']
 
-    def weights(self, out, negs):
-        return uncertainty_weights(out, negs, self.floor, self.cap)
+    def weights(self, out, negs, samples=None):
+        """Per-pixel weights (B, 1, H, W). ``samples``: the indices of the samples ``negs`` belong to when only some
+        samples of the batch have negatives this step (``negatives.samples_per_step``); the others get weight 1,
+        the plain criterion (no history seen, no reweighting), never a weight from another step."""
+        if samples is None:
+            return uncertainty_weights(out, negs, self.floor, self.cap)
+        w = out.new_ones((out.shape[0], 1) + out.shape[2:], dtype=torch.promote_types(out.dtype, torch.float32))
+        w[samples.to(out.device)] = uncertainty_weights(out.index_select(0, samples.to(out.device)), negs, self.floor,
+                                                        self.cap)
+        return w
 
-    def forward(self, out, gt, negs):
-        """The weighted reconstruction loss of ``out`` against ``gt``; ``negs`` as :func:`uncertainty_weights`."""
-        w = self.weights(out, negs).to(out.dtype)
+    def forward(self, out, gt, negs, samples=None):
+        """The weighted reconstruction loss of ``out`` against ``gt``; ``negs`` as :func:`uncertainty_weights`, for
+        the ``samples`` given (all when None)."""
+        w = self.weights(out, negs, samples).to(out.dtype)
         return self.loss_weight * (w * pointwise(out - gt, self.criterion)).mean()

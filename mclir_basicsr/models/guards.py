@@ -45,3 +45,50 @@ class CheckpointGuardMixin:
                 f'{load_path} does not fit network_g ({arch}): {str(e).splitlines()[0]} '
                 f'{" ".join(str(e).splitlines()[1:3]).strip()} ... Use the network_g options the checkpoint was '
                 'trained with (when resuming: the same as the run being resumed), or start a new run.') from e
+
+
+def stop_if_not_finite(usable, loss_dict, current_iter, distributed):
+    """Raise NonFiniteError before the optimiser step unless ``usable`` (a 0-dim float tensor, 1 when the loss
+    may be used: :meth:`mclir_basicsr.models.precision.StepPrecision.loss_is_usable`). In DDP every rank stops
+    together (one rank alone would hang the others in backward)."""
+    if distributed:
+        torch.distributed.all_reduce(usable, op=torch.distributed.ReduceOp.MIN)
+    if bool(usable):  # one sync; BasicSR's logger syncs every step anyway
+        return
+    bad = [name for name, v in loss_dict.items() if not bool(torch.isfinite(v))] or ['on another rank']
+    raise NonFiniteError(
+        f'iteration {current_iter}: non-finite loss ({", ".join(bad)}). Training stopped before '
+        'the optimiser step; the last checkpoint and training state are intact. Lower the learning rate '
+        'or train.spn_opt.loss_weight, or bound the SPN term (train.spn_opt.max_distance, or mode: ratio).')
+
+
+IN_CHANNEL_ARGS = ('num_in_ch', 'in_chans', 'in_nc', 'in_channels', 'in_ch', 'n_colors')
+SCALE_ARGS = ('upscale', 'scale', 'upscale_factor', 'up_scale', 'sf')
+
+
+@torch.no_grad()
+def check_output_scale(net, opt, device):
+    """One no-grad forward of a zero input of the training patch's size (eval mode, so no statistic moves and no
+    random number is drawn): the network's output must be ``scale`` times its input, else an MCLIROptionError
+    naming network_g's scale argument and ``scale``. An input the network cannot take (a channel count or size
+    this guess gets wrong) skips the check: training then meets the network's own error."""
+    from mclir_basicsr.validate import MCLIROptionError
+    arch, scale = opt['network_g'], int(opt.get('scale', 1))
+    gt_size = ((opt.get('datasets') or {}).get('train') or {}).get('gt_size')
+    size = max(int(gt_size) // scale, 1) if isinstance(gt_size, int) and gt_size > 0 else 16
+    channels = next((arch[k] for k in IN_CHANNEL_ARGS if isinstance(arch.get(k), int)), 3)
+    was_training = net.training
+    net.eval()
+    try:
+        out = net(torch.zeros(1, channels, size, size, device=device))
+    except Exception:  # noqa: BLE001  (see the docstring)
+        return
+    finally:
+        net.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or tuple(out.shape[-2:]) == (size * scale, size * scale):
+        return
+    arg = next((k for k in SCALE_ARGS if k in arch), None)
+    what = f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
+    raise MCLIROptionError(
+        f'{what}: the network turns a {size}x{size} input into {out.shape[-2]}x{out.shape[-1]}, but scale is {scale} '
+        f'(expected {size * scale}x{size * scale}); make network_g\'s scale and the option file\'s scale agree')
