@@ -95,19 +95,17 @@ def wrap_parse_options(parse_options):
 
 
 def _note_names_of_others(opt):
-    """An add-on run that names a component by a short name another program holds gets that program's class:
-    say so once, with the add-on's own name (e.g. ``network_g.type: FFANet``, the add-on's is MCLIR_FFANet)."""
+    """An add-on run whose ``network_g.type`` is a short name another program holds builds that program's network
+    (BasicSR builds networks by name): say so, with the add-on's own name (the add-on's losses are built from their
+    classes, never by name, so they need no such note)."""
     from mclir_basicsr.registration import PREFIX, owner
-    named = [('network_g.type', 'arch', (opt.get('network_g') or {}).get('type'))]
-    named += [(f'train.{key}.type', 'loss', section.get('type')) for key, section in (opt.get('train') or {}).items()
-              if key.endswith('_opt') and isinstance(section, dict)]
-    for path, kind, name in named:
-        if not isinstance(name, str) or owner(kind, PREFIX + name) != 'mclir_basicsr':
-            continue
-        other = owner(kind, name)
-        if other not in (None, 'mclir_basicsr') and opt.get('rank', 0) == 0:
-            print(f'mclir-basicsr: note: {path}: {name} is registered by {other}, which this run builds; the '
-                  f"add-on's is {PREFIX}{name}", file=sys.stderr, flush=True)
+    name = (opt.get('network_g') or {}).get('type')
+    if not isinstance(name, str) or owner('arch', PREFIX + name) != 'mclir_basicsr':
+        return
+    other = owner('arch', name)
+    if other not in (None, 'mclir_basicsr') and opt.get('rank', 0) == 0:
+        print(f'mclir-basicsr: note: network_g.type: {name} is registered by {other}, which this run builds; the '
+              f"add-on's is {PREFIX}{name}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- one-line errors

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from mclir_basicsr.errors import MCLIRError
 from mclir_basicsr.options import VGG_LAYERS
 
 WEIGHT_URLS = {
@@ -20,8 +21,8 @@ WEIGHT_URLS = {
 _CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
-class VGGWeightsNotFound(FileNotFoundError):
-    pass
+class VGGWeightsNotFound(MCLIRError, FileNotFoundError):
+    """No VGG weight file where one is needed (and no opt-in to download it). One line, naming the file."""
 
 
 def weight_file_name(vgg_type):
@@ -51,13 +52,11 @@ def find_weights(vgg_type, pretrained=None, download=False, owner=SPN_OWNER):
     if download and not pretrained:
         torch.hub.load_state_dict_from_url(WEIGHT_URLS[vgg_type], progress=True)  # into paths[0]
         return paths[0]
-    looked = '\n  '.join(paths)
     raise VGGWeightsNotFound(
-        f'{loss} with feature {vgg_type!r} needs the pretrained torchvision weights {weight_file_name(vgg_type)}. '
-        f'Looked for:\n  {looked}\n'
-        f'Provide the file ({WEIGHT_URLS[vgg_type]}) at one of these paths, or set '
-        f'{section}.pretrained to its path, or set {section}.download: true to let torch download it '
-        '(or use feature: pixel, which needs no weights).')
+        f'{section}: {loss} with feature {vgg_type!r} needs the pretrained torchvision weights '
+        f'{weight_file_name(vgg_type)}. Looked for: {", ".join(paths)}. Provide the file ({WEIGHT_URLS[vgg_type]}) '
+        f'at one of these paths, or set {section}.pretrained to its path, or set {section}.download: true to let '
+        'torch download it (or use feature: pixel, which needs no weights).')
 
 
 def write_random_weights(path, vgg_type='vgg16', legacy=False, seed=0):
