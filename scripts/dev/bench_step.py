@@ -101,7 +101,7 @@ def bench_device(report, variants, device, log):
     floors to `report`. Returns whether anything failed."""
     cfg = report['config']
     base = {'cfg': cfg, 'device': device, 'threads': cfg['threads']}
-    jobs = {'components': dict(base, what='components', ks=cfg['ks'])}
+    jobs = {'components': dict(base, what='components', ks=cfg['ks'], subsets=cfg.get('subsets', []))}
     jobs.update((v['name'], dict(base, what='variant', variant=v)) for v in variants)
     records = run_rounds(jobs, cfg['repeats'], log, device)
     comps = records.pop('components')

@@ -27,11 +27,21 @@ class Parts:
         self.pool = NegativePool(self.net, [1], [0.9], init_decay=0.0)
         self.spn = self.out = None
         self.refs = {}
+        self.ks = ks
         if cfg['feature'] != 'pixel':
             self.spn = build_loss(spn_options(cfg)).to(device)
             with torch.no_grad():
                 self.out = self.net(self.lq)
             self.refs = {k: self.out.repeat(k, 1, 1, 1) for k in ks}
+
+    def first(self, n):
+        """The same parts on the first ``n`` samples of the batch (the floor of the SPN term on n samples)."""
+        part = copy.copy(self)
+        part.lq, part.gt = self.lq[:n], self.gt[:n]
+        if self.out is not None:
+            part.out = self.out[:n]
+            part.refs = {k: part.out.repeat(k, 1, 1, 1) for k in self.ks}
+        return part
 
 
 def _net_fwd_bwd(p):
@@ -76,10 +86,18 @@ COMPONENTS = {  # name: (function of the Parts, needs VGG)
 }
 
 
-def component_calls(parts, ks):
-    """{name: no-argument callable} of every component that applies (vgg_nograd_kK for each K in ks)."""
+def component_calls(parts, ks, subsets=()):
+    """{name: no-argument callable} of every component that applies (vgg_nograd_kK for each K in ks), and for each
+    N in ``subsets`` the ones a floor on N samples needs, named ``<component>@N``."""
     table = dict(COMPONENTS, **{f'vgg_nograd_k{k}': (functools.partial(_vgg_nograd, k=k), True) for k in ks})
-    return {name: functools.partial(fn, parts) for name, (fn, vgg) in table.items() if parts.spn or not vgg}
+    calls = {name: functools.partial(fn, parts) for name, (fn, vgg) in table.items() if parts.spn or not vgg}
+    for n in subsets:
+        part = parts.first(n)
+        for name in ('net_fwd_nograd', 'vgg_fwd_out', 'vgg_fwd_bwd_out') + tuple(f'vgg_nograd_k{k}' for k in ks):
+            if name in calls:
+                fn, _ = table[name]
+                calls[f'{name}@{n}'] = functools.partial(fn, part)
+    return calls
 
 
 class ComponentsJob:
@@ -89,7 +107,7 @@ class ComponentsJob:
         self.cfg, self.device = task['cfg'], task['device']
         self.rss_start = rss_now_mb()
         init_worker(task)
-        self.fns = component_calls(Parts(self.cfg, self.device, task['ks']), task['ks'])
+        self.fns = component_calls(Parts(self.cfg, self.device, task['ks']), task['ks'], task.get('subsets', ()))
         self.faults = {}
         self.time = timer(self.device, self.faults)
         for fn in self.fns.values():  # warm every component up before timing any (allocator, oneDNN primitives)

@@ -2,6 +2,7 @@
 doing, from the components) and every row's "x baseline" and "x floor": medians over rounds of same-round
 ratios."""
 import math
+import re
 import statistics
 
 
@@ -14,29 +15,52 @@ def summarize(samples):
     return {'median_s': statistics.median(s), 'p25_s': p25, 'p75_s': p75, 'samples_s': list(samples)}
 
 
+SUBSET_RE = re.compile(r'^subset(\d+)$')  # the +subsetN modifier: negatives.samples_per_step N
+
+
+def subset_of(mods):
+    """N of a +subsetN modifier among ``mods``, else None."""
+    return next((int(SUBSET_RE.match(m).group(1)) for m in mods if SUBSET_RE.match(m)), None)
+
+
 def floor_key(variant):
-    """The floor a row is compared with: 'split' (one batch of negative forwards, any K) or 'K'."""
-    return 'split' if 'split' in variant['mods'] else str(variant['k'])
+    """The floor a row is compared with: 'split' (one batch of negative forwards, any K) or 'K', with '@N' when
+    the SPN term is on N samples of the batch ('split@2': the negatives run 2 samples in all; '4@2': 4 x 2)."""
+    key = 'split' if 'split' in variant['mods'] else str(variant['k'])
+    n = subset_of(variant['mods'])
+    return f'{key}@{n}' if n else key
+
+
+def parse_floor_key(key, batch):
+    """'4' / 'split' / 'split@2' -> (negative passes over the used samples, used samples, label tag)."""
+    passes, _, used = key.partition('@')
+    used = min(int(used), batch) if used else batch
+    return (1 if passes == 'split' else int(passes)), used, (' (split)' if passes == 'split' else '')
+
+
+def _part(name, used, batch):
+    """The component timed for ``name`` on ``used`` samples (the whole batch: the plain name)."""
+    return name if used == batch else f'{name}@{used}'
 
 
 def floor_terms(components, baseline_s, key, batch):
-    """[(label, seconds)] of the floor `key` ('K' or 'split'), from {component: seconds}."""
-    n = 1 if key == 'split' else int(key)  # batches of B negative images: 1 when split
-    tag = ' (split)' if key == 'split' else ''
+    """[(label, seconds)] of the floor `key` (floor_key), from {component: seconds}."""
+    m, used, tag = parse_floor_key(key, batch)
     terms = [('baseline step' if baseline_s is not None else 'net fwd+bwd (no baseline row)',
               baseline_s if baseline_s is not None else components['net_fwd_bwd']),
-             (f'{n} x net fwd no-grad{tag}', n * components['net_fwd_nograd'])]
+             (f'{m} x net fwd no-grad ({used}){tag}', m * components[_part('net_fwd_nograd', used, batch)])]
     if 'vgg_fwd_out' in components:
-        terms += [(f'VGG fwd out ({batch})', components['vgg_fwd_out']),
-                  (f'VGG bwd out ({batch})', max(components['vgg_fwd_bwd_out'] - components['vgg_fwd_out'], 0.0)),
-                  (f'VGG no-grad ({n}x{batch}){tag}', components[f'vgg_nograd_k{n}'])]
+        fwd, fwd_bwd = components[_part('vgg_fwd_out', used, batch)], components[_part('vgg_fwd_bwd_out', used, batch)]
+        terms += [(f'VGG fwd out ({used})', fwd), (f'VGG bwd out ({used})', max(fwd_bwd - fwd, 0.0)),
+                  (f'VGG no-grad ({m}x{used}){tag}', components[_part(f'vgg_nograd_k{m}', used, batch)])]
     return terms
 
 
-def floor_faults(faults, baseline_faults, key):
+def floor_faults(faults, baseline_faults, key, batch):
     """Page faults per step of the floor's parts, as in floor_terms."""
-    n = 1 if key == 'split' else int(key)
-    return baseline_faults + n * faults['net_fwd_nograd'] + faults['vgg_fwd_bwd_out'] + faults[f'vgg_nograd_k{n}']
+    m, used, _ = parse_floor_key(key, batch)
+    return (baseline_faults + m * faults[_part('net_fwd_nograd', used, batch)]
+            + faults[_part('vgg_fwd_bwd_out', used, batch)] + faults[_part(f'vgg_nograd_k{m}', used, batch)])
 
 
 def _per_round(samples, refs):
@@ -61,7 +85,7 @@ def _floors(report, keys, comps, base_row, base_rounds):
             floors[key]['floor_s'] = float('nan')
         faults = comps.get('minor_faults_per_call')
         if faults and base_row and 'vgg_fwd_bwd_out' in faults:
-            floors[key]['minor_faults'] = floor_faults(faults, base_row['minor_faults_per_iter'], key)
+            floors[key]['minor_faults'] = floor_faults(faults, base_row['minor_faults_per_iter'], key, batch)
     return floors
 
 

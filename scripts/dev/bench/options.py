@@ -6,6 +6,8 @@ import re
 
 import yaml
 
+from bench.floors import SUBSET_RE, floor_key, subset_of
+
 ARCHS = {  # --arch presets: network_g (upscale set from the scale), scale, batch, LR patch
     'edsr_light_x2': {'network_g': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,
                                     'res_scale': 1, 'img_range': 255., 'rgb_mean': [0.4488, 0.4371, 0.4040]},
@@ -37,7 +39,8 @@ VARIANTS_HELP = (
     'step on the same model). Modifiers, joined with +: split (negatives.split_batch), amp (train.amp: bfloat16; '
     'also baseline+amp: ModelContrastiveModel with SPN off), amp16 (train.amp: float16), and of spn_kN only: bf16 '
     '(negatives and VGG under bfloat16 autocast), fp16 (float16 autocast, CUDA only), cl (channels_last), '
-    'negbf16 (negatives stored in bfloat16), nchw (VGG in NCHW: spn_opt.channels_last false). '
+    'negbf16 (negatives stored in bfloat16), nchw (VGG in NCHW: spn_opt.channels_last false), subsetN (the SPN '
+    'term on N samples of the batch: negatives.samples_per_step N). '
     f'Default: {DEFAULT_VARIANTS}. Architectures (--arch): {", ".join(ARCHS)}.')
 _VARIANT_RE = re.compile(r'^(baseline|spn_k(\d+)|published_k(\d+))((?:\+\w+)*)$')
 
@@ -54,6 +57,10 @@ def parse_variant(name):
     if kind != 'baseline' and k < 1:
         raise ValueError(f'variant {name!r}: K must be >= 1')
     for mod in mods:
+        if SUBSET_RE.match(mod):
+            if kind != 'spn' or int(SUBSET_RE.match(mod).group(1)) < 1:
+                raise ValueError(f'variant {name!r}: +{mod} applies to spn_kN only, with N >= 1')
+            continue
         if mod not in MODIFIERS:
             raise ValueError(f'variant {name!r}: unknown modifier {mod!r} (known: {", ".join(MODIFIERS)})')
         if kind not in MODIFIERS[mod][1]:
@@ -91,6 +98,9 @@ def network_options(arch, arch_opt, scale):
 
 def _merge_modifiers(train, mods):
     for mod in mods:
+        if SUBSET_RE.match(mod):
+            train['negatives']['samples_per_step'] = int(SUBSET_RE.match(mod).group(1))
+            continue
         for section, options in MODIFIERS[mod][0].items():
             (train if section == 'train' else train[section]).update(options)
 
@@ -174,11 +184,14 @@ def configure(args):
     _check_args(args, variants)
     ks = sorted({1, 4} | {v['k'] for v in variants if v['k']})  # floors: K=1, K=4 and every K run
     keys = [str(k) for k in ks] + (['split'] if any('split' in v['mods'] for v in variants) else [])
+    keys += sorted({floor_key(v) for v in variants if subset_of(v['mods'])})  # 'split@2', '4@2': on N samples
+    ns = sorted({subset_of(v['mods']) for v in variants if (subset_of(v['mods']) or args.batch) < args.batch})
     cfg = {'arch': args.arch, 'network_g': network_options(args.arch, args.arch_opt, args.scale),
            'scale': args.scale, 'batch': args.batch, 'patch': args.patch, 'feature': args.feature,
            'layers': parse_layers(args.layers) if args.feature != 'pixel' else {},
            'update_every': args.update_every, 'iters': args.iters, 'warmup': args.warmup,
-           'repeats': args.repeats, 'threads': args.threads, 'vgg_weights': None, 'ks': ks, 'floor_keys': keys}
+           'repeats': args.repeats, 'threads': args.threads, 'vgg_weights': None, 'ks': ks, 'floor_keys': keys,
+           'subsets': ns}
     return cfg, variants
 
 

@@ -44,12 +44,18 @@ def _markdown_components(comps):
     return lines + ['']
 
 
+def _floor_name(key):
+    passes, _, used = key.partition('@')
+    name = 'split (any K)' if passes == 'split' else f'K={passes}'
+    return f'{name}, on {used} samples' if used else name
+
+
 def markdown_floors(floors):
     lines = []
     for key, fl in floors.items():
         terms = ' + '.join(f'{_fmt_s(s)} ({label})' for label, s in fl['terms'])
         measured = ', '.join(f"{v}: {r:.2f}x" for v, r in fl['measured_over_floor'].items())
-        lines.append(f"Floor {'split (any K)' if key == 'split' else f'K={key}'}: {terms} = {_fmt_s(fl['floor_s'])} s"
+        lines.append(f"Floor {_floor_name(key)}: {terms} = {_fmt_s(fl['floor_s'])} s"
                      + (f'; measured/floor: {measured}' if measured else '')
                      + (f"; page faults of the floor's parts: {fl['minor_faults']:.0f}" if 'minor_faults' in fl
                         else ''))
