@@ -65,6 +65,40 @@ def test_unchecked_datasets_are_skipped(tmp_path):
     check_pairs(opt)  # nothing listed: lmdb keys live in the database; SingleImageDataset pairs nothing
 
 
+def _subclasses():
+    """Two PairedImageDataset subclasses registered for these tests: one that keeps BasicSR's loading, one with
+    its own (which may resize: only its names are checked)."""
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+    from basicsr.utils.registry import DATASET_REGISTRY
+
+    class PairsKeptForTest(PairedImageDataset):
+        pass
+
+    class PairsResizedForTest(PairedImageDataset):
+        def __getitem__(self, index):
+            return super().__getitem__(index)
+
+    for cls in (PairsKeptForTest, PairsResizedForTest):
+        if cls.__name__ not in DATASET_REGISTRY:
+            DATASET_REGISTRY.register(cls)
+    return 'PairsKeptForTest', 'PairsResizedForTest'
+
+
+def test_subclasses_of_paired_image_dataset(data):
+    kept, resized = _subclasses()
+    for name, sizes_checked in ((kept, True), (resized, False)):
+        opt = opt_for(data, scale=3, type=name)
+        del opt['datasets']['val']
+        if sizes_checked:
+            assert problem(opt).endswith('(x2), but scale is 3')
+        else:
+            check_pairs(opt)
+    os.remove(os.path.join(data, 'lq', '001.png'))
+    opt = opt_for(data, type=resized)
+    del opt['datasets']['val']
+    assert problem(opt).startswith('datasets.train.dataroot_lq: 5 files, but dataroot_gt has 6')
+
+
 # --------------------------------------------------------------------------- names
 def test_one_lq_file_missing(data):
     os.remove(os.path.join(data, 'lq', '004.png'))

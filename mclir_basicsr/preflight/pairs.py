@@ -15,7 +15,9 @@ with the option path:
 * in training, a ``gt_size`` larger than the smallest GT image of a deterministic sample of at most
   :data:`SAMPLE` files spread over the set (the first included): the file, its size and ``gt_size``.
 
-LMDB sets are not checked (their keys live in the database), nor ``RealESRGANPairedDataset``'s ``meta_info``.
+The sizes are checked only for classes that load samples as BasicSR's do (a subclass with its own
+``__getitem__`` may resize). LMDB sets are not checked (their keys live in the database), nor
+``RealESRGANPairedDataset``'s ``meta_info``.
 
 Cost: the listing of both folders and the image headers (PIL reads a file's header, not its pixels) of the
 first pair and of at most :data:`SAMPLE` GT files, whatever the size of the set. Measured with
@@ -209,16 +211,18 @@ def _pairs(prefix, dataset, meta_key):
 
 
 def check_paired_dataset(phase, dataset, scale):
-    """Names, the first pair's scale and (training) gt_size of ``datasets.<phase>``, when BasicSR pairs it
-    by name."""
+    """Names, the first pair's scale and (training) gt_size of ``datasets.<phase>``, when BasicSR pairs it by
+    name; the sizes only when the class loads its samples as BasicSR's paired datasets do (a subclass with its
+    own ``__getitem__`` may resize or crop otherwise)."""
     if not isinstance(dataset, dict):
         return
-    meta_key = registry.paired_by_name(registry.dataset_class(dataset.get('type')))
+    cls = registry.dataset_class(dataset.get('type'))
+    meta_key = registry.paired_by_name(cls)
     if meta_key is None:
         return
     prefix = f'datasets.{phase}'
     pairs = _pairs(prefix, dataset, meta_key)
-    if not pairs:
+    if not pairs or not registry.crops_pairs(cls):
         return
     training = str(phase).split('_')[0] == 'train'
     if isinstance(scale, int) and not isinstance(scale, bool) and scale >= 1:

@@ -57,7 +57,7 @@ def check_scale(opt):
         return
     for phase, dataset in (opt.get('datasets') or {}).items():
         cls = registry.dataset_class(dataset.get('type')) if isinstance(dataset, dict) else None
-        if cls is not None and registry.paired_by_name(cls):
+        if cls is not None and registry.crops_pairs(cls):
             raise MCLIROptionError(f'scale: not set (expected a positive integer; {dataset["type"]} of '
                                    f'datasets.{phase} reads it: 1 for restoration without resizing)')
 
