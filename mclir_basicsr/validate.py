@@ -106,3 +106,49 @@ def layer_weights(path, v):
     if not isinstance(v, dict) or not v:
         fail(path, 'a mapping of VGG layer name to weight, e.g. {relu1_2: 0.2, relu2_2: 0.3}', v)
     return {str(k): non_negative_float(f'{path}.{k}', w) for k, w in v.items()}
+
+
+def non_negative_int(path, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        fail(path, 'an integer >= 0', v)
+    return v
+
+
+def positive_float(path, v):
+    if not is_number(v) or not math.isfinite(v) or v <= 0:
+        fail(path, 'a finite number > 0', v)
+    return float(v)
+
+
+def whole_number(v):
+    """True for an int, or a finite float without a fractional part (``int()`` keeps its value); not for bools."""
+    return is_number(v) and (isinstance(v, int) or (math.isfinite(v) and v == int(v)))
+
+
+def positive_count(path, v):
+    """A positive integer, also written as an integer-valued float (YAML's ``!!float 1e5``); returns the int."""
+    if not whole_number(v) or v < 1:
+        raise MCLIROptionError(f'{path}: expected a positive integer, got {v!r}{_string_hint(v)}')
+    return int(v)
+
+
+def _string_hint(v):
+    """How to write a number that YAML read as a string ('' for anything else)."""
+    if not isinstance(v, str):
+        return ''
+    if v.strip().isdigit():
+        return ' (a string: write it without quotes)'
+    try:
+        number = float(v)
+    except ValueError:
+        return ''
+    if whole_number(number) and number >= 1:
+        return f' (YAML reads {v} as a string: write {int(number)})'
+    return ''
+
+
+def mapping(path, v, example=''):
+    """A mapping (``example`` shows one, e.g. ``{type: EDSR, ...}``)."""
+    if not isinstance(v, dict):
+        fail(path, 'a mapping' + (f', e.g. {example}' if example else ''), v)
+    return v

@@ -1,11 +1,13 @@
 """Checks of an add-on run's option file and of the files it reads, before anything is written.
 
 :func:`check_run` is what the start-up hook runs when BasicSR's ``parse_options`` has parsed an option file of
-one of the add-on's models, before BasicSR creates ``experiments/`` or ``results/``: the MCLIR sections
+one of the add-on's models, before BasicSR creates ``experiments/`` or ``results/``: BasicSR's own sections
+(:mod:`.sections`: ``network_g``, ``scale``, the datasets, ``train.total_iter``), the MCLIR sections
 (:mod:`mclir_basicsr.options`), ``train.optim_g`` / ``train.scheduler`` (:mod:`.optim`), the VGG weight files
-the losses need, and the files and folders the run reads (:mod:`.paths`). Every problem is one line that
-starts with the option path (or the file) and says what was expected: a :class:`PreflightError` for files and
-folders, a :class:`~mclir_basicsr.validate.MCLIROptionError` for option values.
+the losses need, the files and folders the run reads (:mod:`.paths`), and the GT/LQ pairs of the paired
+datasets (:mod:`.pairs`), in that order. Every problem is one line that starts with the option path (or the
+file) and says what was expected: a :class:`PreflightError` for files and folders, a
+:class:`~mclir_basicsr.validate.MCLIROptionError` for option values.
 """
 from mclir_basicsr.errors import MCLIRError
 
@@ -33,6 +35,9 @@ def check_run(opt, is_train):
     from mclir_basicsr.losses.vgg import find_weights
     from mclir_basicsr.options import parse_mclir_options
     from mclir_basicsr.preflight.optim import check_optim
+    from mclir_basicsr.preflight.pairs import check_pairs
+    from mclir_basicsr.preflight.sections import check_sections
+    check_sections(opt, is_train)
     cfg = None
     if is_train:
         cfg = parse_mclir_options(opt)
@@ -41,4 +46,5 @@ def check_run(opt, is_train):
             if section is not None and section['feature'] != 'pixel' and not section['download']:
                 find_weights(section['feature'], section['pretrained'], owner=owner)
     check_paths(opt)
+    check_pairs(opt)
     return cfg

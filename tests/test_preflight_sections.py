@@ -1,0 +1,489 @@
+"""BasicSR's own sections of an add-on run's option file, checked when it is parsed: network_g (a registered arch,
+arguments that bind to its constructor, values of a plausible type), scale, the datasets, train.total_iter.
+Each problem is one line that starts with the option path; through BasicSR's train.py / test.py nothing is
+written (the GT/LQ pair checks have their own file, test_preflight_pairs.py; both are run end to end here)."""
+import copy
+import glob
+import os
+import re
+import shutil
+
+import pytest
+import yaml
+
+from mclir_basicsr.preflight import PreflightError, check_run
+from mclir_basicsr.preflight.arguments import check_arguments, kinds_of_text, parameter_kinds
+from mclir_basicsr.preflight.sections import check_sections
+from mclir_basicsr.validate import MCLIROptionError
+
+from helpers import NETWORKS, PY, REPO, make_paired_dataset, run, test_options, train_options, write_yaml
+
+SPN = {'type': 'SPNLoss', 'loss_weight': 0.1, 'feature': 'pixel'}
+FFANET = {'type': 'FFANet', 'gps': 2, 'blocks': 1, 'num_feat': 8}
+
+
+def parsed(opt, is_train=True):
+    """``opt`` as BasicSR's parse_options leaves it for the hook (each dataset gets its phase and the scale)."""
+    opt = copy.deepcopy(opt)
+    for phase, dataset in opt['datasets'].items():
+        dataset['phase'] = phase.split('_')[0]
+        if 'scale' in opt:
+            dataset['scale'] = opt['scale']
+    opt['is_train'] = is_train
+    return opt
+
+
+def base(data='data', **kw):
+    return train_options('sections', data, spn=SPN, **kw)
+
+
+def rejected(opt, is_train=True):
+    """The message check_sections raises for ``opt``; it is one line."""
+    with pytest.raises(MCLIROptionError) as e:
+        check_sections(parsed(opt, is_train), is_train)
+    message = str(e.value)
+    assert '\n' not in message
+    return message
+
+
+# --------------------------------------------------------------------------- what must pass
+def _load_option_file(path):
+    from basicsr.utils.options import ordered_yaml
+    with open(path) as f:
+        return yaml.load(f, Loader=ordered_yaml()[0])
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(os.path.join(REPO, 'options', '*.yml')) +
+                                        glob.glob(os.path.join(REPO, 'options', 'demo', '*.yml'))),
+                         ids=os.path.basename)
+def test_every_shipped_option_file_passes(path):
+    opt = _load_option_file(path)
+    is_train = 'train' in opt['datasets']
+    check_sections(parsed(opt, is_train), is_train)
+
+
+@pytest.mark.parametrize('arch,scale', [('EDSR', 2), ('EDSR', 3), ('SwinIR', 2), ('SwinIR', 1), ('RRDBNet', 4),
+                                        ('MSRResNet', 4)])
+def test_the_suites_option_dicts_pass(arch, scale):
+    check_sections(parsed(base(arch=arch, scale=scale, gt_size=8 * scale)), True)
+    check_sections(parsed(test_options('t', 'data', None, scale=scale, arch=arch), False), False)
+
+
+def test_ffanet_and_accepted_edge_values():
+    ok = [
+        {'network_g': FFANET}, {'network_g': dict(FFANET, img_mean=[0.5, 0.5, 0.5], img_std=None)},
+        {'network_g': dict(NETWORKS['EDSR'](2), res_scale=0.1)},  # default 1, documented float
+        {'network_g': dict(NETWORKS['EDSR'](2), img_range=255, rgb_mean=(0.5, 0.5, 0.5))},  # int for a float
+        {'network_g': dict(NETWORKS['EDSR'](2), num_feat=16.0)},  # an integer-valued float: int() keeps it
+        {'network_g': dict(NETWORKS['SwinIR'](2), img_size=[8, 8], qk_scale=None, mlp_ratio=2)},  # int | tuple(int)
+        {'network_g': dict(NETWORKS['SwinIR'](2), anything=1)},  # SwinIR takes **kwargs
+        {'network_g': dict(NETWORKS['RRDBNet'](4), scale=None)},  # null: always accepted
+        {'train': {'total_iter': 100000.0}}, {'train': {'total_iter': 1}},
+    ]
+    for change in ok:
+        opt = base()
+        for key, value in change.items():
+            opt[key] = dict(opt[key], **value) if key == 'train' else value
+        check_sections(parsed(opt), True)
+
+
+def test_accepted_dataset_values():
+    opt = base()
+    train = opt['datasets']['train']
+    train.update(num_worker_per_gpu=0, dataset_enlarge_ratio=1.5, prefetch_mode='cuda', pin_memory=True,
+                 filename_tmpl='{}x2')
+    opt['datasets']['val_2'] = copy.deepcopy(opt['datasets']['val'])
+    opt['datasets']['train']['type'] = 'RealESRGANPairedDataset'  # registered as RealESRGANPairedDataset_basicsr
+    check_sections(parsed(opt), True)
+    del opt['datasets']['train']['dataset_enlarge_ratio']  # optional
+    check_sections(parsed(opt), True)
+    single = {'type': 'SingleImageDataset', 'dataroot_lq': 'lq', 'io_backend': {'type': 'disk'}}
+    test_run = {'network_g': FFANET, 'datasets': {'test_1': single}}  # no scale needed, no train section
+    check_sections(parsed(test_run, False), False)
+
+
+# --------------------------------------------------------------------------- network_g
+def _net(**changes):
+    opt = base()
+    net = NETWORKS['EDSR'](2)
+    net.update(changes)
+    opt['network_g'] = {k: v for k, v in net.items() if v is not DROP}
+    return opt
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize('opt,message', [
+    (_net(type='EDSRR'), r"^network_g\.type: 'EDSRR' is not a registered arch \(ARCH_REGISTRY\) \(did you mean "
+                         r"'EDSR'\?\)$"),
+    (_net(type='swinir'), r"^network_g\.type: 'swinir' is not .*\(did you mean 'SwinIR'\?\)$"),
+    (_net(type='RRDBnet'), r"did you mean 'RRDBNet'\?"),
+    (_net(type='FFA_Net'), r"did you mean 'FFANet'\?"),
+    (_net(type='NoSuchNetwork'), r"^network_g\.type: 'NoSuchNetwork' is not a registered arch \(ARCH_REGISTRY\); "
+                                 r"registered: .*\bEDSR\b.*\bFFANet\b.*\bSwinIR\b"),
+    (_net(type=DROP), r'^network_g\.type: not set \(expected the name of a registered arch'),
+    (_net(type=3), r'^network_g\.type: expected the name of a registered arch .*got 3$'),
+    (_net(num_feats=8), r"^network_g\.num_feats: not an argument of EDSR \(basicsr\.archs\.edsr_arch\.EDSR\) "
+                        r"\(did you mean 'num_feat'\?\)$"),
+    (_net(upscale_factor=2), r"^network_g\.upscale_factor: not an argument of EDSR .*did you mean 'upscale'"),
+    (_net(num_in_ch=DROP), r'^network_g\.num_in_ch: required by EDSR \(basicsr\.archs\.edsr_arch\.EDSR\), not set$'),
+    (_net(num_in_ch=DROP, num_out_ch=DROP), r'^network_g\.num_in_ch: required by EDSR .*\(also not set: num_out_ch\)$'),
+    (_net(num_feat='64'), r"^network_g\.num_feat: expected an integer, got '64' \(EDSR's num_feat: int, default 64\)$"),
+    (_net(num_block=2.5), r"^network_g\.num_block: expected an integer, got 2\.5 "),
+    (_net(num_block=[2]), r'^network_g\.num_block: expected an integer, got \[2\] '),
+    (_net(img_range='255'), r"^network_g\.img_range: expected a number, got '255' \(EDSR's img_range: float, "
+                            r"default 255\.0\)$"),
+    (_net(rgb_mean='0.4,0.4,0.4'), r"^network_g\.rgb_mean: expected a list, got '0\.4,0\.4,0\.4'"),
+    (_net(upscale={'x': 2}), r"^network_g\.upscale: expected an integer, got \{'x': 2\}"),
+])
+def test_bad_network_g(opt, message):
+    assert re.search(message, rejected(opt)), rejected(opt)
+
+
+def test_network_g_missing_or_not_a_mapping():
+    opt = base()
+    del opt['network_g']
+    assert rejected(opt).startswith('network_g: not set (expected a mapping with the arch, e.g. {type: EDSR')
+    opt['network_g'] = None
+    assert rejected(opt).startswith('network_g: not set')
+    opt['network_g'] = 'EDSR'
+    assert rejected(opt) == ("network_g: expected a mapping, e.g. {type: EDSR, num_in_ch: 3, num_out_ch: 3, "
+                             "upscale: 2}, got 'EDSR'")
+
+
+@pytest.mark.parametrize('network,message', [
+    (dict(NETWORKS['SwinIR'](2), depths='6'), r"^network_g\.depths: expected a list, got '6' \(SwinIR's depths: "
+                                              r"tuple\(int\), default \(6, 6, 6, 6\)\)$"),
+    (dict(NETWORKS['SwinIR'](2), embed_dim=[12]), r'^network_g\.embed_dim: expected an integer, got \[12\]'),
+    (dict(NETWORKS['SwinIR'](2), img_size='8'), r"^network_g\.img_size: expected an integer or a list, got '8'"),
+    (dict(NETWORKS['SwinIR'](2), qkv_bias='yes'), r"^network_g\.qkv_bias: expected true or false, got 'yes'"),
+    (dict(NETWORKS['SwinIR'](2), mlp_ratio='two'), r"^network_g\.mlp_ratio: expected a number, got 'two'"),
+    (dict(NETWORKS['SwinIR'](2), upsampler=['pixelshuffle']), r'^network_g\.upsampler: expected a string, got \['),
+    (dict(NETWORKS['RRDBNet'](4), scale='4'), r"^network_g\.scale: expected an integer, got '4' \(RRDBNet's scale: "
+                                              r"default 4\)$"),
+    (dict(NETWORKS['RRDBNet'](4), num_grow_ch=4.5), r'^network_g\.num_grow_ch: expected an integer, got 4\.5'),
+    ({'type': 'RRDBNet', 'num_out_ch': 3}, r'^network_g\.num_in_ch: required by RRDBNet'),
+    (dict(NETWORKS['MSRResNet'](4), num_blocks=1), r"^network_g\.num_blocks: not an argument of MSRResNet .*did you "
+                                                   r"mean 'num_block'"),
+    (dict(NETWORKS['MSRResNet'](4), upscale='x4'), r"^network_g\.upscale: expected an integer, got 'x4'"),
+    (dict(FFANET, blocks='19'), r"^network_g\.blocks: expected an integer, got '19' \(FFANet's blocks: default 19\)$"),
+    (dict(FFANET, num_feats=8), r"^network_g\.num_feats: not an argument of FFANet "
+                                r"\(mclir_basicsr\.archs\.ffanet_arch\.FFANet\) \(did you mean 'num_feat'\?\)$"),
+    (dict(FFANET, img_mean='0.6'), r"^network_g\.img_mean: expected a list, got '0\.6'"),
+])
+def test_bad_arguments_of_real_archs(network, message):
+    opt = base()
+    opt['network_g'] = network
+    assert re.search(message, rejected(opt)), rejected(opt)
+
+
+def test_the_archs_reject_what_the_check_rejects():
+    """The values the check rejects are ones the archs cannot be built with (so it rejects nothing that works)."""
+    from basicsr.archs import build_network
+    for network in (dict(NETWORKS['EDSR'](2), num_feat='16'), dict(NETWORKS['MSRResNet'](4), num_block=1.5),
+                    dict(NETWORKS['SwinIR'](2), depths='1'), dict(FFANET, blocks='1')):
+        with pytest.raises((TypeError, ValueError, AssertionError, RuntimeError)):
+            build_network(copy.deepcopy(network))
+    for network in (dict(NETWORKS['EDSR'](2), res_scale=0.1, img_range=255),
+                    dict(NETWORKS['SwinIR'](2), img_size=[8, 8]), dict(FFANET, img_mean=[0.5, 0.5, 0.5])):
+        build_network(copy.deepcopy(network))  # and these it accepts are built
+
+
+# --------------------------------------------------------------------------- the binding rules, on any callable
+def test_kinds_from_docstring_and_annotation_text():
+    assert kinds_of_text('int | tuple(int)') == {'int', 'seq'}
+    assert kinds_of_text('int, optional') == {'int'}
+    assert kinds_of_text('Optional[float]') == {'float'}
+    assert kinds_of_text('typing.Union[int, str]') == {'int', 'str'}
+    assert kinds_of_text('list[str]') == {'seq'}
+    assert kinds_of_text('int or float') == {'int', 'float'}
+    assert kinds_of_text('nn.Module') is None and kinds_of_text('Tensor | int') is None  # takes anything
+    assert kinds_of_text('None') is None
+
+
+class Custom:
+    """A constructor with every kind of parameter.
+
+    Args:
+        ratio (float): documented float, integer default.
+        size (int | tuple[int]): an int or a pair.
+        layer (nn.Module): not a plain value.
+    """
+
+    def __init__(self, channels: int, ratio=1, size=8, flag=False, name='x', layer=None, *, mode: 'str' = 'a',
+                 scales=(1, 2), extra: dict = None):
+        pass
+
+
+class Open:
+    def __init__(self, depth, **kwargs):
+        pass
+
+
+def positional_only(a, /, b=1):
+    return a, b
+
+
+@pytest.mark.parametrize('func,arguments,message', [
+    (Custom, {'ratio': 1}, r'^n\.channels: required by C, not set$'),
+    (Custom, {'channels': 3, 'chanels': 3}, r"^n\.chanels: not an argument of C \(did you mean 'channels'\?\)$"),
+    (Custom, {'channels': '3'}, r"^n\.channels: expected an integer, got '3' \(Custom's channels: no default\)$"),
+    (Custom, {'channels': 3, 'ratio': 'half'}, r"^n\.ratio: expected a number, got 'half' \(Custom's ratio: float, "
+                                               r"default 1\)$"),
+    (Custom, {'channels': 3, 'size': 'big'}, r'^n\.size: expected an integer or a list, got'),
+    (Custom, {'channels': 3, 'flag': 'no'}, r"^n\.flag: expected true or false, got 'no'"),
+    (Custom, {'channels': 3, 'name': ['a']}, r'^n\.name: expected a string, got'),
+    (Custom, {'channels': 3, 'mode': {'a': 1}}, r'^n\.mode: expected a string, got'),
+    (Custom, {'channels': 3, 'scales': 'ab'}, r"^n\.scales: expected a list, got 'ab'"),
+    (Custom, {'channels': 3, 'extra': 5}, r'^n\.extra: expected a mapping, got 5'),
+    (Open, {}, r'^n\.depth: required by C, not set$'),
+    (positional_only, {'a': 1}, r"^n\.a: not an argument of C"),
+])
+def test_check_arguments_rejects(func, arguments, message):
+    with pytest.raises(MCLIROptionError, match=message):
+        check_arguments('n', 'C', func, arguments)
+
+
+@pytest.mark.parametrize('func,arguments', [
+    (Custom, {'channels': 3}), (Custom, {'channels': 3.0, 'ratio': 0.25, 'size': [8, 8], 'flag': 1}),
+    (Custom, {'channels': 3, 'size': 8, 'scales': 2, 'name': 3, 'layer': 'anything', 'mode': None, 'extra': {}}),
+    (Custom, {'channels': 3, 'flag': None, 'ratio': None, 'size': None}),  # null: always accepted
+    (Open, {'depth': 2, 'whatever': [1], 'other': 'x'}),  # **kwargs: any name
+    (Open, {'depth': 'anything: no default, no docs'}),
+])
+def test_check_arguments_accepts(func, arguments):
+    check_arguments('n', 'C', func, arguments)
+
+
+def test_parameter_kinds_are_the_union_of_what_is_known():
+    import inspect
+    params = inspect.signature(Custom).parameters
+    assert parameter_kinds(params['ratio'], 'float') == {'int', 'float'}
+    assert parameter_kinds(params['channels'], None) == {'int'}  # the annotation
+    assert parameter_kinds(params['layer'], 'nn.Module') is None
+    assert parameter_kinds(params['extra'], None) == {'dict'}
+    assert parameter_kinds(inspect.signature(Open).parameters['depth'], None) is None
+
+
+# --------------------------------------------------------------------------- scale, datasets, train
+@pytest.mark.parametrize('value', [0, -2, 2.0, '2', True, None])
+def test_bad_scale(value):
+    opt = base()
+    opt['scale'] = value
+    assert rejected(opt) == f'scale: expected a positive integer, got {value!r}'
+
+
+def test_scale_required_by_paired_datasets():
+    opt = base()
+    del opt['scale']
+    assert rejected(opt).startswith('scale: not set (expected a positive integer; PairedImageDataset of '
+                                    'datasets.train reads it')
+
+
+def _train_set(**changes):
+    opt = base()
+    for key, value in changes.items():
+        if value is DROP:
+            opt['datasets']['train'].pop(key, None)
+        else:
+            opt['datasets']['train'][key] = value
+    return opt
+
+
+@pytest.mark.parametrize('opt,message', [
+    (_train_set(type='PairedImageDatset'), "datasets.train.type: 'PairedImageDatset' is not a registered dataset "
+                                           "(DATASET_REGISTRY) (did you mean 'PairedImageDataset'?)"),
+    (_train_set(type='pairedimagedataset'), "did you mean 'PairedImageDataset'?"),
+    (_train_set(type=DROP), 'datasets.train.type: not set (expected the name of a registered dataset'),
+    (_train_set(io_backend={'type': 'disc'}), "datasets.train.io_backend.type: expected one of disk, memcached, "
+                                              "lmdb; got 'disc' (did you mean 'disk'?)"),
+    (_train_set(io_backend=DROP), 'datasets.train.io_backend: not set (expected e.g. {type: disk}; '
+                                  'PairedImageDataset reads it)'),
+    (_train_set(io_backend='disk'), "datasets.train.io_backend: expected a mapping, e.g. {type: disk}, got 'disk'"),
+    (_train_set(filename_tmpl='{}{}'), "datasets.train.filename_tmpl: expected a string with one {} for the GT "
+                                       "file's name, e.g. '{}x4'; got '{}{}' (IndexError"),
+    (_train_set(filename_tmpl='{name}x2'), "filename_tmpl: expected a string with one {}"),
+    (_train_set(filename_tmpl=4), "datasets.train.filename_tmpl: expected a string with one {}"),
+    (_train_set(batch_size_per_gpu=0), 'datasets.train.batch_size_per_gpu: expected a positive integer, got 0'),
+    (_train_set(batch_size_per_gpu=-1), 'batch_size_per_gpu: expected a positive integer, got -1'),
+    (_train_set(batch_size_per_gpu=2.5), 'batch_size_per_gpu: expected a positive integer, got 2.5'),
+    (_train_set(batch_size_per_gpu='4'), "batch_size_per_gpu: expected a positive integer, got '4'"),
+    (_train_set(batch_size_per_gpu=True), 'batch_size_per_gpu: expected a positive integer, got True'),
+    (_train_set(batch_size_per_gpu=DROP), 'datasets.train.batch_size_per_gpu: not set (BasicSR reads it in '
+                                          'training)'),
+    (_train_set(num_worker_per_gpu=-1), 'datasets.train.num_worker_per_gpu: expected an integer >= 0, got -1'),
+    (_train_set(num_worker_per_gpu='4'), "num_worker_per_gpu: expected an integer >= 0, got '4'"),
+    (_train_set(num_worker_per_gpu=DROP), 'datasets.train.num_worker_per_gpu: not set'),
+    (_train_set(dataset_enlarge_ratio=0), 'datasets.train.dataset_enlarge_ratio: expected a finite number > 0, got 0'),
+    (_train_set(dataset_enlarge_ratio=None), 'dataset_enlarge_ratio: expected a finite number > 0, got None'),
+    (_train_set(dataset_enlarge_ratio='x'), "dataset_enlarge_ratio: expected a finite number > 0, got 'x'"),
+    (_train_set(gt_size=0), 'datasets.train.gt_size: expected a positive integer, got 0'),
+    (_train_set(gt_size='16'), "datasets.train.gt_size: expected a positive integer, got '16'"),
+    (_train_set(gt_size=15), 'datasets.train.gt_size: expected a multiple of scale 2 (the LQ patch is '
+                             'gt_size // scale), got 15'),
+    (_train_set(gt_size=DROP), 'datasets.train.gt_size: not set (PairedImageDataset crops training pairs of gt_size)'),
+    (_train_set(use_rot='yes'), "datasets.train.use_rot: expected true or false, got 'yes'"),
+    (_train_set(use_hflip=DROP), 'datasets.train.use_hflip: not set'),
+    (_train_set(prefetch_mode='gpu'), "datasets.train.prefetch_mode: expected one of cpu, cuda, null; got 'gpu' "
+                                      "(did you mean 'cpu'?)"),
+    (_train_set(prefetch_mode='cuda'), "datasets.train.pin_memory: expected true with prefetch_mode: cuda"),
+])
+def test_bad_dataset(opt, message):
+    assert message in rejected(opt)
+
+
+def test_phases_of_a_training_run():
+    opt = base()
+    opt['datasets']['valid'] = opt['datasets'].pop('val')
+    assert rejected(opt) == ("datasets.valid: not a phase a training run reads (expected train, val or "
+                             "val_<anything>) (did you mean 'val'?)")
+    opt = base()
+    opt['datasets']['training'] = opt['datasets'].pop('train')
+    assert rejected(opt) == "datasets.train: not set (a training run needs a train dataset) (did you mean 'training'?)"
+    opt = base()
+    opt['datasets']['val']['type'] = 'SingleImageDatset'
+    assert "datasets.val.type: 'SingleImageDatset' is not a registered dataset" in rejected(opt)
+    test_run = parsed(test_options('t', 'data', None), False)  # phases of a test run: any name
+    check_sections(test_run, False)
+
+
+@pytest.mark.parametrize('value,message', [
+    ('abc', "train.total_iter: expected a positive integer, got 'abc'"),
+    ('1e5', "train.total_iter: expected a positive integer, got '1e5' (YAML reads 1e5 as a string: write 100000)"),
+    ('300000', "train.total_iter: expected a positive integer, got '300000' (a string: write it without quotes)"),
+    (0, 'train.total_iter: expected a positive integer, got 0'),
+    (-10, 'train.total_iter: expected a positive integer, got -10'),
+    (2.5, 'train.total_iter: expected a positive integer, got 2.5'),
+    (float('inf'), 'train.total_iter: expected a positive integer, got inf'),
+    (True, 'train.total_iter: expected a positive integer, got True'),
+    (None, 'train.total_iter: expected a positive integer, got None'),
+])
+def test_bad_total_iter(value, message):
+    assert rejected(base(total_iter=value)) == message
+
+
+def test_total_iter_and_train_section_required():
+    opt = base()
+    del opt['train']['total_iter']
+    assert rejected(opt) == 'train.total_iter: not set (expected a positive integer, the number of iterations)'
+    del opt['train']
+    assert rejected(opt).startswith('train: not set (a training run needs it')
+    check_sections(parsed(dict(opt, datasets={'test': opt['datasets']['val']}), False), False)  # a test run: no train
+
+
+def test_yaml_spellings_of_total_iter(tmp_path):
+    """What YAML makes of the ways people write 100000, as BasicSR's loader reads them."""
+    from basicsr.utils.options import ordered_yaml
+    for text, ok in (('100000', True), ('!!float 1e5', True), ('1.0e+5', True), ('1e5', False), ('1e+5', False)):
+        value = yaml.load(f'total_iter: {text}', Loader=ordered_yaml()[0])['total_iter']
+        opt = base(total_iter=value)
+        if ok:
+            check_sections(parsed(opt), True)
+        else:
+            assert rejected(opt).startswith(f"train.total_iter: expected a positive integer, got '{text}' "
+                                            '(YAML reads')
+
+
+# --------------------------------------------------------------------------- check_run: the order of the checks
+def test_check_run_checks_sections_first_and_pairs_last(tmp_path):
+    data = make_paired_dataset(str(tmp_path / 'data'), 2)
+    opt = base(data)
+    check_run(parsed(opt), True)
+    bad = copy.deepcopy(opt)
+    bad['network_g']['type'] = 'EDSRR'
+    bad['train']['spn_opt']['mode'] = 'substract'  # an MCLIR error too: BasicSR's sections come first
+    bad['datasets']['train']['dataroot_gt'] = str(tmp_path / 'gone')
+    with pytest.raises(MCLIROptionError, match=r'^network_g\.type: '):
+        check_run(parsed(bad), True)
+    os.remove(os.path.join(data, 'lq', '005.png'))
+    bad = copy.deepcopy(opt)
+    bad['datasets']['val']['dataroot_gt'] = str(tmp_path / 'gone')  # a missing folder is named before the pairs
+    with pytest.raises(PreflightError, match=r'^datasets\.val\.dataroot_gt: .*gone does not exist$'):
+        check_run(parsed(bad), True)
+    with pytest.raises(PreflightError, match=r'^datasets\.train\.dataroot_lq: 5 files, but dataroot_gt has 6'):
+        check_run(parsed(opt), True)
+
+
+# --------------------------------------------------------------------------- end to end, BasicSR's own scripts
+def _basicsr_script(name):
+    import basicsr
+    return os.path.join(os.path.dirname(basicsr.__file__), name)
+
+
+def _rename_lq(data, template):
+    for name in os.listdir(os.path.join(data, 'lq')):
+        stem, ext = os.path.splitext(name)
+        os.rename(os.path.join(data, 'lq', name), os.path.join(data, 'lq', template.format(stem) + ext))
+
+
+def _typo_type(opt, data):
+    opt['network_g']['type'] = 'EDSRR'
+
+
+def _string_argument(opt, data):
+    opt['network_g']['num_feat'] = '16'
+
+
+def _zero_batch(opt, data):
+    opt['datasets']['train']['batch_size_per_gpu'] = 0
+
+
+def _string_total_iter(opt, data):
+    opt['train']['total_iter'] = 'abc'
+
+
+def _lq_missing(opt, data):
+    os.remove(os.path.join(data, 'lq', '003.png'))
+
+
+def _lq_misnamed(opt, data):
+    _rename_lq(data, '{}x2')
+
+
+def _data_scale(opt, data):
+    shutil.rmtree(data)
+    make_paired_dataset(data, 3)  # x3 data, scale: 2
+
+
+E2E = [
+    (_typo_type, "network_g.type: 'EDSRR' is not a registered arch (ARCH_REGISTRY) (did you mean 'EDSR'?)"),
+    (_string_argument, "network_g.num_feat: expected an integer, got '16' (EDSR's num_feat: int, default 64)"),
+    (_zero_batch, 'datasets.train.batch_size_per_gpu: expected a positive integer, got 0'),
+    (_string_total_iter, "train.total_iter: expected a positive integer, got 'abc'"),
+    (_lq_missing, 'datasets.train.dataroot_lq: 5 files, but dataroot_gt has 6; missing from dataroot_lq: 003.png'),
+    (_lq_misnamed, "datasets.train.dataroot_lq: 6 of the 6 GT files have no LQ file of the name filename_tmpl '{}' "
+                   "gives; missing from dataroot_lq: 000.png, 001.png, 002.png and 3 more; not paired with a GT file: "
+                   "000x2.png, 001x2.png, 002x2.png and 3 more; filename_tmpl '{}x2' would pair them all"),
+    (_data_scale, 'datasets.train.dataroot_lq: LQ 000.png is 16x16 and GT 000.png is 48x48 (x3), but scale is 2'),
+]
+
+
+def _assert_one_line_error(proc, message):
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert any(line.endswith(message) for line in lines), proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('damage,message', E2E, ids=[d.__name__.strip('_') for d, _ in E2E])
+def test_basicsr_train_script_stops_before_writing(workdir, damage, message):
+    data = make_paired_dataset(str(workdir / 'data'), 2)
+    opt = base(data)
+    damage(opt, data)
+    write_yaml(workdir / 'o.yml', opt)
+    proc = run([PY, _basicsr_script('train.py'), '-opt', 'o.yml'], cwd=workdir, check=False)
+    _assert_one_line_error(proc, message)
+    assert sorted(os.listdir(workdir)) == ['data', 'o.yml']  # no experiments/, no tb_logger/
+
+
+@pytest.mark.slow
+def test_basicsr_test_script_stops_before_writing(workdir):
+    data = make_paired_dataset(str(workdir / 'data'), 3)
+    opt = test_options('t', data, None, scale=2)
+    opt['datasets']['test_1']['filename_tmpl'] = '{}'
+    write_yaml(workdir / 't.yml', opt)
+    proc = run([PY, _basicsr_script('test.py'), '-opt', 't.yml'], cwd=workdir, check=False)
+    _assert_one_line_error(proc, 'datasets.test_1.dataroot_lq: LQ 000.png is 16x16 and GT 000.png is 48x48 (x3), '
+                                 'but scale is 2')
+    assert sorted(os.listdir(workdir)) == ['data', 't.yml']  # no results/
