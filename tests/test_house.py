@@ -1,0 +1,86 @@
+"""The house rules, checked: every module of the package and of scripts/ at most 450 lines and every function at
+most 60; imports of the package run one way (no circle, imports inside functions and the package __init__ files
+an import runs counted)."""
+import ast
+import glob
+import os
+
+from helpers import REPO
+
+MAX_MODULE, MAX_FUNCTION = 450, 60
+
+
+def _sources():
+    for pattern in ('mclir_basicsr/**/*.py', 'scripts/**/*.py'):
+        for path in sorted(glob.glob(os.path.join(REPO, pattern), recursive=True)):
+            with open(path, encoding='utf-8') as f:
+                yield os.path.relpath(path, REPO), f.read()
+
+
+def test_modules_and_functions_are_small():
+    too_big = []
+    for path, text in _sources():
+        if text.count('\n') > MAX_MODULE:
+            too_big.append(f'{path}: {text.count(chr(10))} lines')
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION:
+                    too_big.append(f'{path}:{node.lineno} {node.name}: {length} lines')
+    assert not too_big, too_big
+
+
+def _package_imports():
+    """{module: modules of the package it imports}, every import statement counted (also inside functions), and
+    the parent packages an import of a.b.c runs (except the package's own root and the importer's parents)."""
+    modules = {}
+    for path, text in _sources():
+        if path.startswith('mclir_basicsr'):
+            name = path[:-3].replace(os.sep, '.')
+            modules[name[:-len('.__init__')] if name.endswith('.__init__') else name] = (path, text)
+    edges = {}
+    for name, (path, text) in modules.items():
+        base = name if path.endswith('__init__.py') else name.rsplit('.', 1)[0]
+        found = set()
+        for node in ast.walk(ast.parse(text)):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ''
+                if node.level:
+                    mod = '.'.join(base.split('.')[:len(base.split('.')) - node.level + 1] + ([mod] if mod else []))
+                targets = [mod] + [f'{mod}.{a.name}' for a in node.names]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rsplit('.', 1)[0] if '.' in target else ''
+                if target and target != name and not name.startswith(target + '.'):
+                    found.add(target)
+                    parent = target
+                    while '.' in parent:
+                        parent = parent.rsplit('.', 1)[0]
+                        if parent != 'mclir_basicsr' and parent != name and not name.startswith(parent + '.'):
+                            found.add(parent)
+        edges[name] = found
+    return edges
+
+
+def _circle_from(start, edges):
+    """A path start -> ... -> start through the import graph, or None."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in edges.get(node, ()):
+            if nxt == start:
+                return path + [start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, path + [nxt]))
+    return None
+
+
+def test_imports_run_one_way():
+    edges = _package_imports()
+    circles = [c for c in (_circle_from(m, edges) for m in sorted(edges)) if c]
+    assert not circles, circles[0]
+    assert 'mclir_basicsr.runs' in edges['mclir_basicsr._autoload']  # seen inside a function, where the hook has it
