@@ -460,9 +460,10 @@ E2E = [
 
 
 def _assert_one_line_error(proc, message):
-    assert proc.returncode != 0
+    """Exit status 1 and the error as stderr's one line (``module.Class: message``), no traceback."""
+    assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert any(line.endswith(message) for line in lines), proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].endswith(message), proc.stderr[-3000:]
 
 
 @pytest.mark.slow
