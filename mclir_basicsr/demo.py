@@ -48,6 +48,9 @@ SWEEP_REFERENCE = (
     'task (other data and scale, a larger network, annealed learning rate, 4 paired seeds) found them 0.17 dB WORSE '
     'than L1 (every seed worse); they are not a recommendation for pixel features in general. '
     'Try other seeds: --seeds 3 4 5.')
+# --cheap: the SPN term on 2 of the 8 samples of each batch, split over the negatives (docs/cost.md, "Cheapest
+# settings"): the negatives and VGG see 2 samples a step instead of 8 x K.
+DEMO_CHEAP = OrderedDict([('split_batch', True), ('samples_per_step', 2)])
 PAPER_VGG_WEIGHT = 0.001  # the published lambda, for VGG features (not measured here: no weights offline)
 
 
@@ -215,6 +218,10 @@ def build_parser():
     p.add_argument('--equal-time', action=argparse.BooleanOptionalAction, default=True,
                    help='also train, per seed, a baseline with as many iterations as fit in the SPN run\'s training '
                         'time and report the delta at equal time too (default on: one more run per seed)')
+    p.add_argument('--cheap', action='store_true',
+                   help='the cheapest measured SPN setting: the term on 2 of the 8 samples of each batch, split over '
+                        'the negatives (negatives.split_batch, samples_per_step: 2); the equal-time comparison says '
+                        'whether it pays')
     p.add_argument('--jobs', type=int, default=2, help='runs at a time (default 2)')
     p.add_argument('--threads', type=int, help='CPU threads per run (default: CPU count / jobs)')
     p.add_argument('--quick', action='store_true',
@@ -238,7 +245,7 @@ def _demo_spn(base, args, feature, weight, vgg_path):
     if vgg_path:
         spn_cfg['pretrained'] = vgg_path
     negatives = OrderedDict(update_every=list(args.update_every), decay=[args.decay] * len(args.update_every),
-                            init_decay=DEMO_NEGATIVES['init_decay'])
+                            init_decay=DEMO_NEGATIVES['init_decay'], **(DEMO_CHEAP if args.cheap else {}))
     spn = spn_options(base, spn_cfg, negatives)
     spn['name'] = 'demo_spn'
     return spn
@@ -248,7 +255,8 @@ def _is_default(args, feature, weight):
     """Whether the run is exactly the demo the sweep measured (then its reference numbers apply)."""
     return (feature == 'pixel' and weight == DEMO_SPN['loss_weight'] and args.mode == DEMO_SPN['mode']
             and list(args.update_every) == DEMO_NEGATIVES['update_every'] and args.iters == DEMO_ITERS
-            and [args.decay] * len(args.update_every) == DEMO_NEGATIVES['decay'] and not args.quick)
+            and [args.decay] * len(args.update_every) == DEMO_NEGATIVES['decay'] and not args.quick
+            and not args.cheap)
 
 
 def _prepare_data(out, args):

@@ -171,3 +171,16 @@ def test_two_process_gloo_ddp_with_a_subset_stays_in_sync(workdir, data_x2):
     assert len(state['negatives_fingerprints']) == 2
     assert state['negatives_fingerprints'][0] == state['negatives_fingerprints'][1]  # the same negatives on both
     assert state['negatives']['refreshes'] == [4, 1]
+
+
+def test_the_demo_offers_the_cheapest_setting(tmp_path):
+    from mclir_basicsr import demo
+    from mclir_basicsr.compare.options import load_options
+    written = demo.run(['--quick', '--data-only', '--cheap', '--out', str(tmp_path)])['options']
+    spn = load_options(next(p for p in written if p.endswith('demo_spn.yml')))
+    assert spn['train']['negatives']['split_batch'] is True and spn['train']['negatives']['samples_per_step'] == 2
+    cfg = parse_mclir_options(spn)  # a valid setting for the demo's K and batch
+    assert cfg.negatives['samples_per_step'] == 2 and cfg.num_negatives == 2
+    plain = load_options(next(p for p in demo.run(['--quick', '--data-only', '--out', str(tmp_path / 'p')])['options']
+                              if p.endswith('demo_spn.yml')))
+    assert 'samples_per_step' not in plain['train']['negatives']

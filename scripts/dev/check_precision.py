@@ -1,18 +1,18 @@
 #!/usr/bin/env python
 """Do the cheaper settings change what SPN training reaches? The demo's SPN run in fp32 against the same
 run with the negatives' forwards (and the SPN feature passes) in bfloat16 (`bf16`), with split-batch
-negatives (`split`), with the whole step in bfloat16 (`amp`: train.amp), and against a control: the
-same fp32 run with `negatives.init_decay` nudged by one part in a million, which moves the
-negatives' starting weights by about one float32 rounding step. The control measures how far the final
-PSNR of a run moves anyway when its negatives change at the level of float32 rounding: the scale
-against which the bfloat16 difference should be read.
+negatives (`split`), with split negatives on 2 samples of each batch (`subset2`), with the whole step in
+bfloat16 (`amp`: train.amp), and against a control: the same fp32 run with `negatives.init_decay` nudged
+by one part in a million, which moves the negatives' starting weights by about one float32 rounding step.
+The control measures how far the final PSNR of a run moves anyway when its negatives change at the level of
+float32 rounding: the scale against which the other differences should be read.
 
     python scripts/dev/check_precision.py [--out precision_output] [--seeds 0 1 2] [--iters 1000]
-                                          [--arms fp32 control bf16 split amp]
+                                          [--arms fp32 control bf16 split subset2 amp]
 
 All runs of a seed start from the same weights and see the same batches (as mclir-compare pairs
 them); the table gives the final validation PSNR (Y) of the fp32 run, each other arm's difference
-to it per seed, and seconds per iteration. The README's "Cost" section quotes its output.
+to it per seed, and seconds per iteration. docs/cost.md quotes its output.
 """
 import argparse
 import os
@@ -36,6 +36,7 @@ def arms(fp32):
         'control': {'negatives': {'init_decay': init_decay * (1 + NUDGE)}},
         'bf16': {'negatives': {'autocast': 'bfloat16', 'dtype': 'bfloat16'}, 'spn_opt': {'autocast': 'bfloat16'}},
         'split': {'negatives': {'split_batch': True}},
+        'subset2': {'negatives': {'split_batch': True, 'samples_per_step': 2}},
         'amp': {'train': {'amp': 'bfloat16'}},
     }
 
@@ -43,6 +44,7 @@ def arms(fp32):
 ARM_HELP = {'fp32': 'the demo SPN run', 'control': f'fp32, negatives.init_decay x (1 + {NUDGE:g})',
             'bf16': 'negatives in bfloat16 weights and autocast, SPN features under bfloat16 autocast',
             'split': 'fp32, negatives.split_batch (each sample meets one negative)',
+            'subset2': 'fp32, split and negatives.samples_per_step 2 (the term on 2 samples of each batch)',
             'amp': 'train.amp: bfloat16 (the whole step; negatives and VGG follow)'}
 
 
