@@ -8,11 +8,11 @@ which waits for ``import basicsr``. When BasicSR's package has finished importin
 1. imports the add-on's archs, losses and models, whose decorators register them under names that never
    collide with another program's (:mod:`mclir_basicsr.registration`);
 2. applies the fixes for upstream breakage and their guard (:func:`mclir_basicsr.compat.apply`);
-3. where the guard allows it, wraps BasicSR's ``parse_options`` once more: for every option file it parses,
-   the add-on's run behaviour is switched on for an add-on run (a model of the add-on's, or every run with
-   ``MCLIR_BASICSR_ADDON=1``) and off for any other (:func:`mclir_basicsr.runs.use`), and an add-on run's whole
-   option file is checked before anything is written (:func:`mclir_basicsr.preflight.check_run`); an installed
-   BasicSR script's outputs of an add-on run go to the working directory (W7);
+3. where BasicSR's ``parse_options`` is the one the guard knows, wraps it once more: an add-on run's whole option
+   file is checked before anything is written (:func:`mclir_basicsr.preflight.check_run`), and where the guard
+   allows the add-on's run behaviour (W6-W9), it is switched on for an add-on run (a model of the add-on's, or
+   every run with ``MCLIR_BASICSR_ADDON=1``) and off for any other (:func:`mclir_basicsr.runs.use`); an
+   installed BasicSR script's outputs of an add-on run go to the working directory (W7);
 4. makes the add-on's user errors (:class:`mclir_basicsr.errors.MCLIRError`) print as one line without a
    traceback and exit with status 1 (``MCLIR_BASICSR_TRACEBACK=1`` shows the traceback); other exceptions
    are printed as before.
@@ -44,13 +44,18 @@ def activate():
     import mclir_basicsr.models  # noqa: F401
     compat.apply()
     sys.excepthook = one_line_errors(sys.excepthook)
-    if compat.STATUS.get(compat.ADDON_RUNS) == 'applied':
+    if _runs_allowed() or compat.STATUS.get('W3 --local-rank') == 'applied':  # parse_options is the one known
         from basicsr.utils import options
         options.parse_options = wrap_parse_options(options.parse_options)
         compat._rebind('parse_options', options.parse_options)
+    if _runs_allowed() and compat.main_basicsr_script():
         from mclir_basicsr.runs.outputs import redirect_installed_script_outputs
-        if compat.main_basicsr_script():
-            redirect_installed_script_outputs(is_addon_run(compat.read_option_file(sys.argv)))
+        redirect_installed_script_outputs(is_addon_run(compat.read_option_file(sys.argv)))
+
+
+def _runs_allowed():
+    """The guard lets the add-on's run behaviour (W6-W9) be used on this BasicSR (and it was not switched off)."""
+    return compat.STATUS.get(compat.ADDON_RUNS) == 'applied'
 
 
 # --------------------------------------------------------------------------- which runs are the add-on's
@@ -79,9 +84,10 @@ def wrap_parse_options(parse_options):
 
     def wrapped(root_path, is_train=True):
         opt, args = parse_options(root_path, is_train)
-        from mclir_basicsr import runs
         addon = is_addon_model(opt)
-        runs.use(addon or opted_in(), opt.get('model_type'))
+        if _runs_allowed():
+            from mclir_basicsr import runs
+            runs.use(addon or opted_in(), opt.get('model_type'))
         if addon:
             from mclir_basicsr import preflight
             preflight.check_run(opt, is_train)

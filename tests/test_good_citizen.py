@@ -197,9 +197,11 @@ def test_a_user_project_registering_ffanet_and_crloss_after_basicsr(workdir, dat
 def test_errors_are_one_line_through_basicsr_scripts_and_a_traceback_on_request(workdir, data_x2):
     opt = train_options('bad', data_x2, spn=dict(SPN, mode='substract'))
     write_yaml(workdir / 'bad.yml', opt)
-    for script in (os.path.join(BASICSR_DIR, 'train.py'), '-m'):
+    runs = ((os.path.join(BASICSR_DIR, 'train.py'), {}), ('-m', {}),  # the fixes only: the checks still run
+            (os.path.join(BASICSR_DIR, 'train.py'), {'MCLIR_BASICSR_ADDON': '0'}))
+    for script, env in runs:
         cmd = [PY, '-m', 'mclir_basicsr.train'] if script == '-m' else [PY, script]
-        proc = run(cmd + ['-opt', 'bad.yml'], cwd=workdir, check=False)
+        proc = run(cmd + ['-opt', 'bad.yml'], cwd=workdir, check=False, env=env)
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines() == [
             "mclir_basicsr.validate.MCLIROptionError: train.spn_opt.mode: expected one of subtract, ratio; got "
