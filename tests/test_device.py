@@ -125,6 +125,7 @@ def test_negative_pool_on_cuda_close_to_cpu_fp32():
         assert torch.isfinite(pool(x.cuda())).all(), kwargs
 
 
+@pytest.mark.slow
 @cuda_only('tests/test_train_pipeline.py::test_train_then_test_every_arch')
 @pytest.mark.parametrize('arch,scale', [('EDSR', 2), ('SwinIR', 4)])
 def test_train_with_spn_on_cuda_with_cuda_prefetcher(workdir, data_x2, data_x4, vgg16_file, arch, scale):
@@ -141,6 +142,7 @@ def test_train_with_spn_on_cuda_with_cuda_prefetcher(workdir, data_x2, data_x4, 
     assert_trained_on_device(workdir, name, log, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dtype', float16_param('bfloat16', 'float16', where="this test's bfloat16 case"))
 def test_autocast_of_negatives_and_vgg(workdir, data_x2, vgg16_file, dtype):
     spn = dict(VGG_SPN, pretrained=vgg16_file, autocast=dtype)
@@ -151,6 +153,7 @@ def test_autocast_of_negatives_and_vgg(workdir, data_x2, vgg16_file, dtype):
     assert_trained_on_device(workdir, 'autocast', log, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dtype', float16_param('bfloat16', 'float16'))
 def test_amp_whole_step(workdir, data_x2, vgg16_file, dtype):
     """train.amp: the network's forward and every loss (VGG features) under autocast, split-batch negatives;
@@ -169,6 +172,7 @@ def test_amp_whole_step(workdir, data_x2, vgg16_file, dtype):
         assert 'amp_scale' not in log and state.get('amp_scaler') is None
 
 
+@pytest.mark.slow
 @cuda_only('tests/test_resume.py::test_resume_is_exact and tests/test_cheap_spn.py::test_exact_resume_with_* '
            '(bitwise)')
 @pytest.mark.parametrize('amp', [None, 'bfloat16', 'float16'])
@@ -199,6 +203,7 @@ def test_resume_is_exact_on_the_device(workdir, data_x2, amp):
         assert sa['amp_scaler'] == sb['amp_scaler']
 
 
+@pytest.mark.slow
 @cuda_only('tests/test_resume.py::test_two_process_gloo_ddp (2 processes, gloo)')
 def test_torchrun_one_process_nccl(workdir, data_x2):
     opt = device_options('ddp', data_x2, total_iter=2, spn=PIXEL_SPN, negatives=dict(NEG), val=False)

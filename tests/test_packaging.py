@@ -83,6 +83,7 @@ def _wheel_pth(wheel_dir):
         return z.read(PTH).decode()
 
 
+@pytest.mark.slow
 def test_wheel_and_sdist_carry_the_pth(setup_py, source, tmp_path):
     run([PY, '-m', 'pip', 'wheel', str(source), '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'w')],
         cwd=tmp_path, env=NO_ISOLATION)
@@ -117,6 +118,7 @@ def _registers_in_fresh_interpreter(site_dir, source, tmp_path):
     assert f'REGISTERED True {source / "mclir_basicsr" / "__init__.py"}' in out, out
 
 
+@pytest.mark.slow
 def test_setup_py_develop_registers_the_model(source, tmp_path):
     # setuptools < 80: the legacy develop (easy_install); >= 80: develop runs pip's PEP 660 editable install
     run([PY, 'setup.py', 'develop', '--install-dir', str(tmp_path / 'site'), '--no-deps'], cwd=source,
@@ -124,6 +126,7 @@ def test_setup_py_develop_registers_the_model(source, tmp_path):
     _registers_in_fresh_interpreter(tmp_path / 'site', source, tmp_path)
 
 
+@pytest.mark.slow
 def test_pep660_editable_install_registers_the_model(source, tmp_path):
     run([PY, '-m', 'pip', 'install', '-e', str(source), '--no-deps', '--no-build-isolation', '--target',
          str(tmp_path / 'site')], cwd=tmp_path, env=NO_ISOLATION)

@@ -105,6 +105,7 @@ def test_bad_dataroot_stops_before_experiments_folder(workdir, data_x2, kind, mo
     assert not (workdir / 'experiments').exists() and not (workdir / 'tb_logger').exists()
 
 
+@pytest.mark.slow
 def test_bad_dataroot_through_basicsr_script(workdir, data_x2):
     """The installed basicsr/train.py: the error is the last line of stderr; nothing written."""
     import basicsr
@@ -203,6 +204,7 @@ def _train(cwd, opt_file, *extra):
     return run([PY, '-m', 'mclir_basicsr.train', '-opt', opt_file, *extra], cwd=cwd, check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('damaged', ['training_states/6.state', 'models/net_g_6.pth'])
 def test_truncated_newest_state_falls_back_to_previous(tmp_path, damaged):
     """--auto_resume past a truncated newest state (or its checkpoint) ends where resuming from the
@@ -233,6 +235,7 @@ def test_truncated_newest_state_falls_back_to_previous(tmp_path, damaged):
         assert torch.equal(resumed[k], from_4[k]) and torch.equal(resumed[k], uninterrupted[k]), k
 
 
+@pytest.mark.slow
 def test_explicit_unreadable_resume_state_one_line(workdir, data_x2):
     opt = train_options('badstate', data_x2, spn=SPN, val=False)
     state = workdir / '9.state'

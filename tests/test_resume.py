@@ -20,6 +20,7 @@ from helpers import (
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
+pytestmark = pytest.mark.slow
 
 
 def opts(name, data, total_iter, **kw):

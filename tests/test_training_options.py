@@ -66,6 +66,7 @@ def _run(workdir, data, name, lr, clip=None):
     return params, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_grad_clip_and_torch_scheduler_through_basicsr(workdir, data_x2):
     """With the gradient norm clipped to 1e-9 the weights hardly move from the init (= an lr 0 run)."""
     init, _ = _run(workdir, data_x2, 'lr0', lr=0.0)
@@ -78,6 +79,7 @@ def test_grad_clip_and_torch_scheduler_through_basicsr(workdir, data_x2):
     assert 'train.use_grad_norm is not read' in log
 
 
+@pytest.mark.slow
 def test_bad_optimizer_fails_when_the_file_is_parsed(workdir, data_x2):
     opt = train_options('badopt', data_x2, total_iter=2, val=False)
     opt['model_type'] = 'ModelContrastiveModel'
