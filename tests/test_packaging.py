@@ -4,6 +4,7 @@ The builds run on a copy of the sources in a temporary folder, with the environm
 isolation: nothing is downloaded). A fresh interpreter then sees only the temporary install of mclir_basicsr
 (python -S; torch and basicsr come from the venv's site-packages added as a plain path, so the venv's own
 editable install and .pth are not processed)."""
+import importlib
 import os
 import runpy
 import shutil
@@ -59,8 +60,18 @@ def test_pth_line_uses_the_autoload_switch(setup_py, tmp_path):
 
 
 def test_pyproject_declares_the_build_system():
-    text = open(os.path.join(REPO, 'pyproject.toml')).read()
-    assert '[build-system]' in text and '"setuptools>=64"' in text and 'setuptools.build_meta' in text
+    """pip builds through setuptools' PEP 517 backend, whose PEP 660 hook (setuptools >= 64) is the `pip install -e`
+    path that writes the .pth (EditableWheelWithPth); this environment's setuptools meets the requirement."""
+    import tomllib  # here: the standard library's from Python 3.11 (ruff's target is older)
+    from packaging.requirements import Requirement
+    with open(os.path.join(REPO, 'pyproject.toml'), 'rb') as f:
+        system = tomllib.load(f)['build-system']
+    assert system['build-backend'] == 'setuptools.build_meta'
+    backend = importlib.import_module(system['build-backend'])
+    assert callable(backend.build_wheel) and callable(backend.build_editable)
+    requires = {r.name: r.specifier for r in map(Requirement, system['requires'])}
+    assert requires['setuptools'].contains(setuptools.__version__)
+    assert not requires['setuptools'].contains('63.4')  # setuptools 64.0: the first with PEP 660 editable installs
 
 
 def test_develop_command_writes_the_pth_only_where_it_installs(setup_py, tmp_path, monkeypatch):
