@@ -10,7 +10,7 @@ from mclir_basicsr.history import NegativePool
 from mclir_basicsr.losses.spn_loss import SPNLoss
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
 
-from helpers import PY, load_output, run, train_options, train_run, write_yaml
+from helpers import PY, first_conv_dtypes_of_one_step, load_output, run, train_options, train_run, write_yaml
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
@@ -198,27 +198,10 @@ def test_bfloat16_amp_without_spn_and_with_split(workdir, data_x2):
         assert all(v.dtype == torch.float32 and v.isfinite().all() for v in params.values())
         # the same options' step in this process: the convolutions ran in bfloat16 (float32 without amp), the
         # weights the optimiser stepped stayed float32
-        computed, model = _first_conv_dtypes_of_one_step(workdir / f'{name}_step', makes[name](name, 3))
+        computed, model = first_conv_dtypes_of_one_step(workdir / f'{name}_step', makes[name](name, 3))
         assert computed['net_g'] == [torch.bfloat16], name
         assert computed['negatives'] == ([torch.bfloat16] * 2 if name == 'on' else []), name
         assert all(p.dtype == torch.float32 for p in model.net_g.parameters())
-
-
-def _first_conv_dtypes_of_one_step(tmp_path, opt):
-    """One training step of ``opt`` built in this process: the dtypes the first convolution of net_g and of each
-    negative computed in, and the model."""
-    from basicsr.models import build_model
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path),
-               path=dict(opt['path'], experiments_root=str(tmp_path), models=str(tmp_path),
-                         training_states=str(tmp_path), log=str(tmp_path), visualization=str(tmp_path)))
-    model = build_model(opt)
-    computed = {'net_g': [], 'negatives': []}
-    nets = [('net_g', model.net_g)] + [('negatives', n) for n in (model.negatives.negatives if model.negatives else [])]
-    for key, net in nets:
-        net.conv_first.register_forward_hook(lambda m, inp, out, key=key: computed[key].append(out.dtype))
-    model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)})
-    model.optimize_parameters(1)
-    return computed, model
 
 
 def test_float16_overflow_is_skipped_but_nan_stops(tmp_path, data_x2):

@@ -16,7 +16,7 @@ import torch
 from mclir_basicsr.history import NegativePool
 from mclir_basicsr.losses import SPNLoss
 
-from helpers import PY, REPO, free_port, load_output, run, train_options, write_yaml
+from helpers import PY, REPO, first_conv_dtypes_of_one_step, free_port, load_output, run, train_options, write_yaml
 
 CUDA = torch.cuda.is_available()
 DEVICE = 'cuda' if CUDA else 'cpu'
@@ -151,6 +151,11 @@ def test_autocast_of_negatives_and_vgg(workdir, data_x2, vgg16_file, dtype):
     d_neg = logged(log, 'd_neg0')
     assert d_neg and all(math.isfinite(v) and v > 0 for v in d_neg), log[-3000:]
     assert_trained_on_device(workdir, 'autocast', log, 2)
+    # what the autocast changes, in the same options' step in this process: the negatives and VGG compute in
+    # `dtype`, net_g (no train.amp) in float32
+    computed, _ = first_conv_dtypes_of_one_step(workdir / 'step', opt)
+    assert computed['net_g'] == [torch.float32] and computed['negatives'] == [getattr(torch, dtype)] * 2
+    assert computed['vgg'] and set(computed['vgg']) == {getattr(torch, dtype)}
 
 
 @pytest.mark.slow
@@ -170,6 +175,12 @@ def test_amp_whole_step(workdir, data_x2, vgg16_file, dtype):
         assert state['amp_scaler'] is not None and state['amp_scaler']['scale'] > 0
     else:
         assert 'amp_scale' not in log and state.get('amp_scaler') is None
+    # what train.amp changes, in the same options' step in this process: net_g, the negatives and VGG compute in
+    # `dtype`; the weights the optimiser steps stay float32
+    computed, model = first_conv_dtypes_of_one_step(workdir / 'step', opt)
+    assert computed['net_g'] == [getattr(torch, dtype)] and computed['negatives'] == [getattr(torch, dtype)] * 2
+    assert computed['vgg'] and set(computed['vgg']) == {getattr(torch, dtype)}
+    assert all(p.dtype == torch.float32 for p in model.net_g.parameters())
 
 
 @pytest.mark.slow
