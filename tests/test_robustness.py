@@ -174,6 +174,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(workdir, data_x2):
     write_yaml(workdir / 'o.yml', opt)
     run([PY, '-m', 'mclir_basicsr.train', '-opt', 'o.yml', '--auto_resume'], cwd=workdir)  # still resumable
     assert (workdir / 'experiments' / 'nan' / 'models' / 'net_g_latest.pth').is_file()
+    latest, at_4 = (torch.load(workdir / 'experiments' / 'nan' / 'models' / f'net_g_{it}.pth', weights_only=True)
+                    ['params'] for it in ('latest', 4))
+    assert any(not torch.equal(latest[k], at_4[k]) for k in at_4)  # iterations 5-6 trained and saved
 
 
 @pytest.mark.slow
