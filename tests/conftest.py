@@ -14,8 +14,9 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'device: device-dependent code paths (CUDA when available; '
                                        'CUDA-only tests skip on CPU with the reason); scripts/dev/gpu_check.py '
                                        'runs them')
-    config.addinivalue_line('markers', 'slow: end-to-end runs (training through BasicSR\'s pipeline in a subprocess); '
-                                       '`-m "not slow"` is the fast inner-loop set')
+    config.addinivalue_line('markers', 'slow: end-to-end runs in subprocesses (training or testing through BasicSR\'s '
+                                       'pipeline, the scripts, pip installs, torchrun, several fresh interpreters '
+                                       'importing basicsr); `-m "not slow"` is the fast inner-loop set')
 
 
 @pytest.fixture(scope='session')

@@ -159,6 +159,28 @@ def load_output(workdir, name, what):
     return torch.load(workdir / 'experiments' / name / what, weights_only=False)
 
 
+def first_conv_dtypes_of_one_step(root, opt):
+    """``opt``'s model built in this process and one training step on a random batch: the dtypes the first
+    convolution of net_g, of each negative and of the SPN loss's VGG computed in ({'net_g': [...], 'negatives':
+    [...], 'vgg': [...]}, one entry per call), and the model."""
+    import torch
+    from basicsr.models import build_model
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(root),
+               path=dict(opt['path'], experiments_root=str(root), models=str(root), training_states=str(root),
+                         log=str(root), visualization=str(root)))
+    model = build_model(opt)
+    computed = {'net_g': [], 'negatives': [], 'vgg': []}
+    spn = getattr(model, 'cri_spn', None)
+    nets = [('net_g', model.net_g)] + [('negatives', n) for n in (model.negatives.negatives if model.negatives else [])]
+    nets += [('vgg', spn.features)] if spn is not None and spn.features is not None else []
+    for key, net in nets:
+        conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda m, inp, out, key=key: computed[key].append(out.dtype))
+    model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 8 * opt['scale'], 8 * opt['scale'])})
+    model.optimize_parameters(1)
+    return computed, model
+
+
 def snapshot(root):
     """{path relative to root: sha256} of every file under root."""
     found = {}

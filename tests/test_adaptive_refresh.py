@@ -126,6 +126,7 @@ def opts(name, data, total_iter):
     return opt
 
 
+@pytest.mark.slow
 def test_adaptive_refresh_and_uncertainty_resume_exactly(workdir, data_x2):
     """min_gap 3, threshold 0: refreshes at 1, 4, 7. A resume at 4 that forgot the last refresh would refresh at 5."""
     train_run(workdir, opts('straight', data_x2, 8))

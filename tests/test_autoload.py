@@ -6,6 +6,7 @@ import shutil
 import sys
 
 import basicsr
+import pytest
 
 from helpers import PY, free_port, run, test_options, train_options, write_yaml
 
@@ -33,6 +34,7 @@ def test_importing_basicsr_alone_registers_the_add_on(tmp_path):
     assert run([PY, '-c', code], cwd=tmp_path).stdout.split() == ['True', 'True']
 
 
+@pytest.mark.slow
 def test_import_orders_and_double_import(tmp_path):
     for code in ('import basicsr, mclir_basicsr, mclir_basicsr',
                  'import mclir_basicsr, basicsr; import importlib; importlib.reload(mclir_basicsr)',
@@ -44,6 +46,7 @@ def test_import_orders_and_double_import(tmp_path):
             assert run([PY, '-c', full], cwd=tmp_path, env=env).stdout.split()[-1] == 'ModelContrastiveModel'
 
 
+@pytest.mark.slow
 def test_installed_basicsr_scripts_train_and_test_into_cwd(workdir, data_x2):
     write_yaml(workdir / 'train.yml', train_options('via_basicsr', data_x2, spn=SPN))
     proc = run([PY, os.path.join(BASICSR_DIR, 'train.py'), '-opt', 'train.yml'], cwd=workdir)
@@ -59,6 +62,7 @@ def test_installed_basicsr_scripts_train_and_test_into_cwd(workdir, data_x2):
     assert glob.glob(str(workdir / 'results' / 'test_via_basicsr' / 'visualization' / 'tinytest' / '*.png'))
 
 
+@pytest.mark.slow
 def test_basicsr_git_clone_script_keeps_outputs_in_the_clone(tmp_path, data_x2):
     clone = tmp_path / 'BasicSR'
     shutil.copytree(BASICSR_DIR, clone / 'basicsr', ignore=shutil.ignore_patterns('__pycache__'))
@@ -67,6 +71,7 @@ def test_basicsr_git_clone_script_keeps_outputs_in_the_clone(tmp_path, data_x2):
     assert (clone / 'experiments' / 'via_clone' / 'models' / 'net_g_latest.pth').is_file()
 
 
+@pytest.mark.slow
 def test_switch_off_leaves_the_model_unknown(workdir, data_x2):
     # a torchvision on which plain basicsr 1.4.2 imports: stand-in for the removed module
     shim = workdir / 'shim'
@@ -84,6 +89,7 @@ def test_switch_off_leaves_the_model_unknown(workdir, data_x2):
     assert "No object named 'ModelContrastiveModel' found in 'model' registry" in proc.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_with_basicsr_own_script(workdir, data_x2):
     opt = train_options('torchrun_basicsr', data_x2, spn=SPN, val=False, total_iter=2)
     opt['datasets']['train']['batch_size_per_gpu'] = 1

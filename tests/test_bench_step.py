@@ -24,6 +24,7 @@ def positive(x):
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 def test_end_to_end_json(tmp_path, bench):
     proc = run([PY, SCRIPT, *TINY, '--json'], cwd=str(tmp_path), timeout=300)
     report = json.loads(proc.stdout)
@@ -64,6 +65,7 @@ def test_end_to_end_json(tmp_path, bench):
         assert fl['minor_faults'] >= 0 and "page faults of the floor's parts" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch, arch_opt, patch, scale', [
     ('edsr_light_x2', '{num_feat: 16, num_block: 2}', 16, 2),
     ('swinir_light_x4', '{depths: [1], embed_dim: 12, num_heads: [2]}', 8, 4)])
@@ -89,6 +91,7 @@ def test_end_to_end_split_and_amp(tmp_path, arch, arch_opt, patch, scale):
     assert 'Floor split (any K)' in proc.stderr
 
 
+@pytest.mark.slow
 def test_markdown_and_errors(tmp_path, vgg16_file):
     """Given weights, a subset of variants, JSON to a file; a variant that fails (split with batch 2 < K 4:
     the model's own option check) is reported, exit 1."""

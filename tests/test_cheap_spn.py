@@ -10,7 +10,7 @@ from mclir_basicsr.history import NegativePool
 from mclir_basicsr.losses.spn_loss import SPNLoss
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
 
-from helpers import PY, load_output, run, train_options, train_run, write_yaml
+from helpers import PY, first_conv_dtypes_of_one_step, load_output, run, train_options, train_run, write_yaml
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
@@ -132,6 +132,7 @@ def _assert_same_weights(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_without_spn_opt_trains_bitwise_as_srmodel(workdir, data_x2):
     sr = train_options('sr', data_x2, total_iter=4, val=False)
     assert sr['model_type'] == 'SRModel'
@@ -169,12 +170,14 @@ def _opts(data, extra_train=None, negatives=None, batch=2, spn=SPN):
     return make
 
 
+@pytest.mark.slow
 def test_exact_resume_with_split_batch(workdir, data_x2):
     a, b = _resume_matches(workdir, _opts(data_x2, negatives=dict(NEG, split_batch=True)))
     for na, nb in zip(a['negatives']['negatives'], b['negatives']['negatives']):
         _assert_same_weights(na, nb)
 
 
+@pytest.mark.slow
 def test_exact_resume_with_float16_scaler_on_cpu(workdir, data_x2):
     a, b = _resume_matches(workdir, _opts(data_x2, extra_train={'amp': 'float16'}))
     assert a['amp_scaler'] == b['amp_scaler'] and a['amp_scaler']['scale'] > 0
@@ -183,12 +186,22 @@ def test_exact_resume_with_float16_scaler_on_cpu(workdir, data_x2):
     assert 'amp_scale' in log and 'amp_skipped' in log
 
 
+@pytest.mark.slow
 def test_bfloat16_amp_without_spn_and_with_split(workdir, data_x2):
-    _train(workdir, _opts(data_x2, extra_train={'amp': 'bfloat16'}, spn=None)('off', 3))
-    _train(workdir, _opts(data_x2, extra_train={'amp': 'bfloat16'}, negatives=dict(NEG, split_batch=True))('on', 3))
+    makes = {'off': _opts(data_x2, extra_train={'amp': 'bfloat16'}, spn=None),
+             'on': _opts(data_x2, extra_train={'amp': 'bfloat16'}, negatives=dict(NEG, split_batch=True))}
+    logs = {name: _train(workdir, make(name, 3)) for name, make in makes.items()}
+    assert 'training as SRModel, amp bfloat16' in logs['off'].stdout + logs['off'].stderr
+    assert 'amp=bfloat16' in logs['on'].stdout + logs['on'].stderr
     for name in ('off', 'on'):  # float32 master weights, as BasicSR saves them
         params = load_output(workdir, name, 'models/net_g_latest.pth')['params']
         assert all(v.dtype == torch.float32 and v.isfinite().all() for v in params.values())
+        # the same options' step in this process: the convolutions ran in bfloat16 (float32 without amp), the
+        # weights the optimiser stepped stayed float32
+        computed, model = first_conv_dtypes_of_one_step(workdir / f'{name}_step', makes[name](name, 3))
+        assert computed['net_g'] == [torch.bfloat16], name
+        assert computed['negatives'] == ([torch.bfloat16] * 2 if name == 'on' else []), name
+        assert all(p.dtype == torch.float32 for p in model.net_g.parameters())
 
 
 def test_float16_overflow_is_skipped_but_nan_stops(tmp_path, data_x2):
@@ -213,6 +226,7 @@ def test_float16_overflow_is_skipped_but_nan_stops(tmp_path, data_x2):
         model.optimize_parameters(2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which('torchrun') is None and not os.path.exists(os.path.join(
     os.path.dirname(PY), 'torchrun')), reason='torchrun not installed')
 def test_two_process_gloo_ddp_with_split_stays_in_sync(workdir, data_x2):

@@ -110,6 +110,7 @@ def test_report_gives_both_deltas_and_iterations():
 
 
 # --------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_compare_equal_time_end_to_end(tmp_path, vgg16_file):
     """--spn off --equal-time: the SPN run (VGG features, K = 2: several times the baseline's step) is
     followed by a baseline given its training time: more iterations, and the table shows both deltas."""
@@ -141,6 +142,7 @@ def test_compare_equal_time_end_to_end(tmp_path, vgg16_file):
     assert (out / 'checkpoints' / f'{cmp.EQTIME}_seed0.pth').is_file()
 
 
+@pytest.mark.slow
 def test_compare_budget_seconds_end_to_end(tmp_path):
     """--budget-seconds: both arms calibrated, SPN and the equal-iteration baseline at SPN's count, the
     equal-time baseline at its own; the counts follow from the calibrated s/iter."""

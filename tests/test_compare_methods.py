@@ -111,6 +111,7 @@ def test_check_arms_errors():
         check_arms(cmp.add_cr(base, CR), {'x': cmp.add_cr(base, CR)})
 
 
+@pytest.mark.slow
 def test_compare_methods_script_end_to_end(tmp_path):
     """Every arm against ONE baseline run per seed; a CR arm with weight 0 reproduces the baseline exactly
     (same initialisation, same batches: the CR term alone is what differs between arms)."""

@@ -157,6 +157,7 @@ def _parse(tmp_path, monkeypatch, opt):
     return _namespace_objects()
 
 
+@pytest.mark.slow
 def test_any_add_on_module_can_be_imported_first():
     for module in ('mclir_basicsr.runs.resume', 'mclir_basicsr.runs.resumable_data', 'mclir_basicsr.runs',
                    'mclir_basicsr.models.model_contrastive_model', 'mclir_basicsr.losses.spn_loss'):
@@ -278,6 +279,7 @@ def test_guard_changed_attribute_skips_that_workaround_whole(tmp_path):
     assert 'W6-W9 add-on runs=skipped' in out['STATUS'] and 'W2 CPU launcher=applied' in out['STATUS']
 
 
+@pytest.mark.slow
 def test_guard_skipped_addon_runs_are_never_half_applied(tmp_path, data_x2):
     # W6-W9 skipped: an add-on option file still trains, on BasicSR's own sampler, prefetcher and datasets
     write_yaml(tmp_path / 'o.yml', train_options('half', data_x2, spn=SPN, val=False, total_iter=2))
@@ -304,6 +306,7 @@ print('NAMES', t.EnlargedSampler.__module__, t.CPUPrefetcher.__module__, t.build
 '''
 
 
+@pytest.mark.slow
 def test_plain_srmodel_run_is_bitwise_basicsr_with_only_the_fixes(tmp_path, data_x2):
     write_yaml(tmp_path / 'sr.yml', train_options('sr', data_x2, total_iter=3))
     compat_file = compat.__file__  # the fixes alone: compat.py loaded without the add-on package
@@ -332,6 +335,7 @@ def test_plain_srmodel_run_is_bitwise_basicsr_with_only_the_fixes(tmp_path, data
         assert torch.equal(sa['exp_avg'], sb['exp_avg']) and torch.equal(sa['exp_avg_sq'], sb['exp_avg_sq'])
 
 
+@pytest.mark.slow
 def test_works_where_upstream_fixed_the_torchvision_import(tmp_path, data_x2):
     # a finder that serves the module (as an older torchvision, or a fixed stack, would) after the add-on's alias:
     # the alias must see it and step aside

@@ -352,6 +352,7 @@ def test_shipped_option_files_agree():
     assert {k: v for k, v in hazy_spn.items() if k != 'name'} == {k: v for k, v in l1.items() if k != 'name'}
 
 
+@pytest.mark.slow
 def test_ffanet_trains_and_checkpoint_is_plain_basicsr(workdir, hazy_data, vgg16_file):
     """options/train_FFANet_RESIDE_SPN.yml with the synthetic data and a tiny network, 3 iterations."""
     opt = load_options('train_FFANet_RESIDE_SPN.yml')
@@ -383,6 +384,7 @@ def test_ffanet_trains_and_checkpoint_is_plain_basicsr(workdir, hazy_data, vgg16
 # keeps pretrained models, experiments/pretrained_models/, so the option file needs no path for it.
 
 
+@pytest.mark.slow
 def test_official_fork_option_file_trains(workdir, hazy_data, vgg16_file):
     opt = yaml.safe_load(OFFICIAL_FFANET_YML)
     opt['model_type'] = 'ModelContrastiveModel'

@@ -59,6 +59,7 @@ def check_outputs(out, n_images, seeds, labels=cmp.RUN_LABELS):
     return table, summary
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / 'demo'
     proc = run([PY, '-m', 'mclir_basicsr.demo', '--out', str(out), '--quick', '--iters', '4', '--seeds', '0'],
@@ -79,6 +80,7 @@ def test_demo_end_to_end(tmp_path):
             assert run_['curve'][-1][0] == run_['iterations'] >= 4
 
 
+@pytest.mark.slow
 def test_compare_two_files_several_seeds(tmp_path):
     make_paired_dataset(str(tmp_path / 'data'), scale=2, n=3, size=32)
     base = train_options('tinybase', 'data', total_iter=3)  # relative data paths: resolved against the cwd
@@ -101,6 +103,7 @@ def test_compare_two_files_several_seeds(tmp_path):
     assert opt['model_type'] == 'ModelContrastiveModel' and opt['train']['spn_opt']['loss_weight'] == 0.0
 
 
+@pytest.mark.slow
 def test_compare_one_file_spn_off_scale1(tmp_path):
     make_paired_dataset(str(tmp_path / 'data'), scale=1, n=2, size=32, noise=0.1)
     spn = train_options('denoise', str(tmp_path / 'data'), scale=1, arch='SwinIR', total_iter=2,
@@ -227,6 +230,7 @@ def test_demo_feature_choice(tmp_path, monkeypatch):
     assert (feature, weight, path) == ('pixel', 0.2, None) and 'would use it' in note
 
 
+@pytest.mark.slow
 def test_precision_check_script_end_to_end(tmp_path):
     proc = run([PY, os.path.join(REPO, 'scripts', 'dev', 'check_precision.py'), '--out', str(tmp_path / 'p'), '--quick',
                 '--iters', '2', '--seeds', '0'], cwd=tmp_path)

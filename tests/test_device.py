@@ -16,7 +16,7 @@ import torch
 from mclir_basicsr.history import NegativePool
 from mclir_basicsr.losses import SPNLoss
 
-from helpers import PY, REPO, free_port, load_output, run, train_options, write_yaml
+from helpers import PY, REPO, first_conv_dtypes_of_one_step, free_port, load_output, run, train_options, write_yaml
 
 CUDA = torch.cuda.is_available()
 DEVICE = 'cuda' if CUDA else 'cpu'
@@ -125,6 +125,7 @@ def test_negative_pool_on_cuda_close_to_cpu_fp32():
         assert torch.isfinite(pool(x.cuda())).all(), kwargs
 
 
+@pytest.mark.slow
 @cuda_only('tests/test_train_pipeline.py::test_train_then_test_every_arch')
 @pytest.mark.parametrize('arch,scale', [('EDSR', 2), ('SwinIR', 4)])
 def test_train_with_spn_on_cuda_with_cuda_prefetcher(workdir, data_x2, data_x4, vgg16_file, arch, scale):
@@ -141,6 +142,7 @@ def test_train_with_spn_on_cuda_with_cuda_prefetcher(workdir, data_x2, data_x4, 
     assert_trained_on_device(workdir, name, log, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dtype', float16_param('bfloat16', 'float16', where="this test's bfloat16 case"))
 def test_autocast_of_negatives_and_vgg(workdir, data_x2, vgg16_file, dtype):
     spn = dict(VGG_SPN, pretrained=vgg16_file, autocast=dtype)
@@ -149,8 +151,14 @@ def test_autocast_of_negatives_and_vgg(workdir, data_x2, vgg16_file, dtype):
     d_neg = logged(log, 'd_neg0')
     assert d_neg and all(math.isfinite(v) and v > 0 for v in d_neg), log[-3000:]
     assert_trained_on_device(workdir, 'autocast', log, 2)
+    # what the autocast changes, in the same options' step in this process: the negatives and VGG compute in
+    # `dtype`, net_g (no train.amp) in float32
+    computed, _ = first_conv_dtypes_of_one_step(workdir / 'step', opt)
+    assert computed['net_g'] == [torch.float32] and computed['negatives'] == [getattr(torch, dtype)] * 2
+    assert computed['vgg'] and set(computed['vgg']) == {getattr(torch, dtype)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dtype', float16_param('bfloat16', 'float16'))
 def test_amp_whole_step(workdir, data_x2, vgg16_file, dtype):
     """train.amp: the network's forward and every loss (VGG features) under autocast, split-batch negatives;
@@ -167,8 +175,15 @@ def test_amp_whole_step(workdir, data_x2, vgg16_file, dtype):
         assert state['amp_scaler'] is not None and state['amp_scaler']['scale'] > 0
     else:
         assert 'amp_scale' not in log and state.get('amp_scaler') is None
+    # what train.amp changes, in the same options' step in this process: net_g, the negatives and VGG compute in
+    # `dtype`; the weights the optimiser steps stay float32
+    computed, model = first_conv_dtypes_of_one_step(workdir / 'step', opt)
+    assert computed['net_g'] == [getattr(torch, dtype)] and computed['negatives'] == [getattr(torch, dtype)] * 2
+    assert computed['vgg'] and set(computed['vgg']) == {getattr(torch, dtype)}
+    assert all(p.dtype == torch.float32 for p in model.net_g.parameters())
 
 
+@pytest.mark.slow
 @cuda_only('tests/test_resume.py::test_resume_is_exact and tests/test_cheap_spn.py::test_exact_resume_with_* '
            '(bitwise)')
 @pytest.mark.parametrize('amp', [None, 'bfloat16', 'float16'])
@@ -199,6 +214,7 @@ def test_resume_is_exact_on_the_device(workdir, data_x2, amp):
         assert sa['amp_scaler'] == sb['amp_scaler']
 
 
+@pytest.mark.slow
 @cuda_only('tests/test_resume.py::test_two_process_gloo_ddp (2 processes, gloo)')
 def test_torchrun_one_process_nccl(workdir, data_x2):
     opt = device_options('ddp', data_x2, total_iter=2, spn=PIXEL_SPN, negatives=dict(NEG), val=False)

@@ -31,6 +31,7 @@ def lib(gc):
     return lambda name: importlib.import_module(f'gpu_check_lib.{name}')
 
 
+@pytest.mark.slow
 def test_cpu_mode_end_to_end(tmp_path):
     out, tar = tmp_path / 'out', tmp_path / 'out.tar.gz'
     proc = run([PY, SCRIPT, '--cpu', '--no-install', str(out), '--archive', str(tar)], cwd=tmp_path,
@@ -217,6 +218,7 @@ def test_a_folder_inside_the_repo_must_be_ignored(lib, tmp_path):
     assert w.ensure_ignored(str(tmp_path)) is None
 
 
+@pytest.mark.slow
 def test_the_offline_install_reads_only_the_command_line(lib, tmp_path):
     """--wheels' pip command installs the folder's wheels into a scratch target while every index pip could be
     pointed at (a variable, a configuration file) is unreachable: it never looks."""
@@ -244,6 +246,7 @@ def test_the_offline_install_reads_only_the_command_line(lib, tmp_path):
     assert '--no-build-isolation' in w.offline_editable_cmd('/repo', py='python')
 
 
+@pytest.mark.slow
 def test_setup_installs_the_wheels_and_the_stages_see_them(gc, lib, tmp_path, monkeypatch):
     """setup with --wheels: a module the probe misses is installed from the folder into a scratch folder, the
     probe after the install finds it, and the next stages' children have it on PYTHONPATH."""

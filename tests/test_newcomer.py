@@ -5,6 +5,7 @@ import os
 import re
 
 import basicsr
+import pytest
 import yaml
 
 from mclir_basicsr import demo
@@ -38,6 +39,7 @@ def test_pair_points_at_the_demo_data_and_at_each_other():
     assert f'$BASICSR/train.py -opt {TRAIN}' in first and f'$BASICSR/test.py  -opt {TEST}' in first
 
 
+@pytest.mark.slow
 def test_demo_pair_through_installed_basicsr_scripts(tmp_path):
     """Data where --data-only puts it (small here), the train file with 4 iterations, the test file as shipped."""
     demo.build_dataset(str(tmp_path / 'demo_output' / 'data'), tile=48, val_size=(48, 64),

@@ -4,6 +4,7 @@ The builds run on a copy of the sources in a temporary folder, with the environm
 isolation: nothing is downloaded). A fresh interpreter then sees only the temporary install of mclir_basicsr
 (python -S; torch and basicsr come from the venv's site-packages added as a plain path, so the venv's own
 editable install and .pth are not processed)."""
+import importlib
 import os
 import runpy
 import shutil
@@ -59,8 +60,18 @@ def test_pth_line_uses_the_autoload_switch(setup_py, tmp_path):
 
 
 def test_pyproject_declares_the_build_system():
-    text = open(os.path.join(REPO, 'pyproject.toml')).read()
-    assert '[build-system]' in text and '"setuptools>=64"' in text and 'setuptools.build_meta' in text
+    """pip builds through setuptools' PEP 517 backend, whose PEP 660 hook (setuptools >= 64) is the `pip install -e`
+    path that writes the .pth (EditableWheelWithPth); this environment's setuptools meets the requirement."""
+    import tomllib  # here: the standard library's from Python 3.11 (ruff's target is older)
+    from packaging.requirements import Requirement
+    with open(os.path.join(REPO, 'pyproject.toml'), 'rb') as f:
+        system = tomllib.load(f)['build-system']
+    assert system['build-backend'] == 'setuptools.build_meta'
+    backend = importlib.import_module(system['build-backend'])
+    assert callable(backend.build_wheel) and callable(backend.build_editable)
+    requires = {r.name: r.specifier for r in map(Requirement, system['requires'])}
+    assert requires['setuptools'].contains(setuptools.__version__)
+    assert not requires['setuptools'].contains('63.4')  # setuptools 64.0: the first with PEP 660 editable installs
 
 
 def test_develop_command_writes_the_pth_only_where_it_installs(setup_py, tmp_path, monkeypatch):
@@ -83,6 +94,7 @@ def _wheel_pth(wheel_dir):
         return z.read(PTH).decode()
 
 
+@pytest.mark.slow
 def test_wheel_and_sdist_carry_the_pth(setup_py, source, tmp_path):
     run([PY, '-m', 'pip', 'wheel', str(source), '--no-deps', '--no-build-isolation', '-w', str(tmp_path / 'w')],
         cwd=tmp_path, env=NO_ISOLATION)
@@ -117,6 +129,7 @@ def _registers_in_fresh_interpreter(site_dir, source, tmp_path):
     assert f'REGISTERED True {source / "mclir_basicsr" / "__init__.py"}' in out, out
 
 
+@pytest.mark.slow
 def test_setup_py_develop_registers_the_model(source, tmp_path):
     # setuptools < 80: the legacy develop (easy_install); >= 80: develop runs pip's PEP 660 editable install
     run([PY, 'setup.py', 'develop', '--install-dir', str(tmp_path / 'site'), '--no-deps'], cwd=source,
@@ -124,6 +137,7 @@ def test_setup_py_develop_registers_the_model(source, tmp_path):
     _registers_in_fresh_interpreter(tmp_path / 'site', source, tmp_path)
 
 
+@pytest.mark.slow
 def test_pep660_editable_install_registers_the_model(source, tmp_path):
     run([PY, '-m', 'pip', 'install', '-e', str(source), '--no-deps', '--no-build-isolation', '--target',
          str(tmp_path / 'site')], cwd=tmp_path, env=NO_ISOLATION)

@@ -105,6 +105,7 @@ def test_bad_dataroot_stops_before_experiments_folder(workdir, data_x2, kind, mo
     assert not (workdir / 'experiments').exists() and not (workdir / 'tb_logger').exists()
 
 
+@pytest.mark.slow
 def test_bad_dataroot_through_basicsr_script(workdir, data_x2):
     """The installed basicsr/train.py: the error is the last line of stderr; nothing written."""
     import basicsr
@@ -203,36 +204,48 @@ def _train(cwd, opt_file, *extra):
     return run([PY, '-m', 'mclir_basicsr.train', '-opt', opt_file, *extra], cwd=cwd, check=False)
 
 
-@pytest.mark.parametrize('damaged', ['training_states/6.state', 'models/net_g_6.pth'])
-def test_truncated_newest_state_falls_back_to_previous(tmp_path, damaged):
-    """--auto_resume past a truncated newest state (or its checkpoint) ends where resuming from the
-    previous state directly ends, and where the uninterrupted run ended (exact resume)."""
-    data = make_paired_dataset(str(tmp_path / 'data'), 2)
+@pytest.fixture(scope='module')
+def fallback_runs(tmp_path_factory):
+    """What both cases start from and compare with, trained once: first/, the run to 6 (a state and a checkpoint
+    every 2 iterations), and direct/, a copy of it resumed from its 4.state to 6 (each case copies first/)."""
+    root = tmp_path_factory.mktemp('fallback')
+    data = make_paired_dataset(str(root / 'data'), 2)
     opt = train_options('fallback', data, spn=SPN, total_iter=6, val=False)
     opt['logger'].update(save_checkpoint_freq=2, use_tb_logger=False)
-    first = tmp_path / 'first'
+    first = root / 'first'
     first.mkdir()
     write_yaml(first / 'o.yml', opt)
     assert _train(first, 'o.yml').returncode == 0
+    direct = root / 'direct'
+    shutil.copytree(first, direct)
+    opt['path']['resume_state'] = str(direct / 'experiments' / 'fallback' / 'training_states' / '4.state')
+    write_yaml(direct / 'o.yml', opt)
+    assert _train(direct, 'o.yml').returncode == 0
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('damaged', ['training_states/6.state', 'models/net_g_6.pth'])
+def test_truncated_newest_state_falls_back_to_previous(tmp_path, fallback_runs, damaged):
+    """--auto_resume past a truncated newest state (or its checkpoint) ends where resuming from the
+    previous state directly ends, and where the uninterrupted run ended (exact resume)."""
+    first = tmp_path / 'first'
+    shutil.copytree(fallback_runs / 'first', first)
     exp = first / 'experiments' / 'fallback'
     uninterrupted = _net(exp / 'models' / 'net_g_latest.pth')
-    direct = tmp_path / 'direct'
-    shutil.copytree(first, direct)
     target = exp / damaged
     target.write_bytes(target.read_bytes()[:len(target.read_bytes()) // 2])
 
     proc = _train(first, 'o.yml', '--auto_resume')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f'skipping {target}: cannot be read' in proc.stderr
-    opt['path']['resume_state'] = str(direct / 'experiments' / 'fallback' / 'training_states' / '4.state')
-    write_yaml(direct / 'o.yml', opt)
-    assert _train(direct, 'o.yml').returncode == 0
     resumed, from_4 = _net(exp / 'models' / 'net_g_latest.pth'), _net(
-        direct / 'experiments' / 'fallback' / 'models' / 'net_g_latest.pth')
+        fallback_runs / 'direct' / 'experiments' / 'fallback' / 'models' / 'net_g_latest.pth')
     for k in uninterrupted:
         assert torch.equal(resumed[k], from_4[k]) and torch.equal(resumed[k], uninterrupted[k]), k
 
 
+@pytest.mark.slow
 def test_explicit_unreadable_resume_state_one_line(workdir, data_x2):
     opt = train_options('badstate', data_x2, spn=SPN, val=False)
     state = workdir / '9.state'

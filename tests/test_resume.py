@@ -20,6 +20,7 @@ from helpers import (
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
+pytestmark = pytest.mark.slow
 
 
 def opts(name, data, total_iter, **kw):
@@ -56,22 +57,37 @@ def test_resume_is_exact(workdir, data_x2):
         assert torch.equal(ka['exp_avg'], kb['exp_avg'])
 
 
-def test_resume_state_path_option_on_cpu(workdir, data_x2):
-    train_run(workdir, opts('first', data_x2, 4, val=False))
+@pytest.fixture(scope='module')
+def run_to_4(tmp_path_factory, data_x2):
+    """experiments/run of opts('run', data_x2, 4, val=False), trained once; each test copies it (_stopped_at_4)."""
+    root = tmp_path_factory.mktemp('run_to_4')
+    train_run(root, opts('run', data_x2, 4, val=False))
+    return root / 'experiments' / 'run'
+
+
+def _stopped_at_4(workdir, run_to_4, name):
+    """workdir/experiments/<name>: a copy of that run, as if this test had trained it."""
+    shutil.copytree(run_to_4, workdir / 'experiments' / name)
+
+
+def test_resume_state_path_option_on_cpu(workdir, data_x2, run_to_4):
+    _stopped_at_4(workdir, run_to_4, 'first')
     opt = opts('first', data_x2, 5, val=False)
     opt['path']['resume_state'] = str(workdir / 'experiments' / 'first' / 'training_states' / '4.state')
     proc = train_run(workdir, opt)
     assert 'iter: 4' in proc.stdout + proc.stderr
     assert (workdir / 'experiments' / 'first' / 'models' / 'net_g_latest.pth').is_file()
+    latest, at_4 = (load_output(workdir, 'first', f'models/net_g_{it}.pth')['params'] for it in ('latest', 4))
+    assert any(not torch.equal(latest[k], at_4[k]) for k in at_4)  # iteration 5 trained and saved (not the copy)
 
 
 @pytest.mark.parametrize('change,message', [
     ({'negatives': {'update_every': [1, 3, 5], 'decay': 0.5}}, 'holds 2 negative model.*options define 3'),
     ({'network_g': {'num_feat': 8}}, 'does not fit network_g .EDSR.'),
 ])
-def test_resume_with_mismatched_options_is_a_clear_error(workdir, data_x2, change, message):
+def test_resume_with_mismatched_options_is_a_clear_error(workdir, data_x2, run_to_4, change, message):
     import re
-    train_run(workdir, opts('run', data_x2, 4, val=False))
+    _stopped_at_4(workdir, run_to_4, 'run')
     before = snapshot(workdir / 'experiments')
     opt = opts('run', data_x2, 8, val=False)
     if 'negatives' in change:

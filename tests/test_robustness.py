@@ -106,6 +106,7 @@ def test_random_options_validate_or_raise_our_error(negatives, spn, extra, num_g
         assert all(isinstance(p, int) and p >= 1 for p in cfg.negatives['update_every'])
 
 
+@pytest.mark.slow
 def test_missing_vgg_weights_fail_before_any_data_is_loaded(workdir, data_x2, monkeypatch):
     opt = train_options('novgg', data_x2, spn={'type': 'SPNLoss', 'feature': 'vgg19'})
     opt['datasets']['train']['dataroot_gt'] = '/nonexistent/would/fail/later'
@@ -117,6 +118,7 @@ def test_missing_vgg_weights_fail_before_any_data_is_loaded(workdir, data_x2, mo
     assert '/nonexistent' not in proc.stderr  # stopped before the dataset was touched
 
 
+@pytest.mark.slow
 def test_bad_option_stops_before_datasets(workdir, data_x2):
     opt = train_options('badopt', data_x2, spn=dict(SPN, mode='substract'))
     opt['datasets']['train']['dataroot_gt'] = '/nonexistent/would/fail/later'
@@ -128,6 +130,7 @@ def test_bad_option_stops_before_datasets(workdir, data_x2):
     assert not (workdir / 'experiments' / 'badopt').exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('damage', ['corrupt', 'truncated', 'size'])
 def test_bad_image_names_the_file(workdir, damage):
     import cv2
@@ -152,6 +155,7 @@ def test_bad_image_names_the_file(workdir, damage):
         assert 'cannot be decoded' in last
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(workdir, data_x2):
     opt = train_options('nan', data_x2, spn=SPN, val=False, total_iter=4)
     write_yaml(workdir / 'o.yml', opt)
@@ -170,8 +174,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(workdir, data_x2):
     write_yaml(workdir / 'o.yml', opt)
     run([PY, '-m', 'mclir_basicsr.train', '-opt', 'o.yml', '--auto_resume'], cwd=workdir)  # still resumable
     assert (workdir / 'experiments' / 'nan' / 'models' / 'net_g_latest.pth').is_file()
+    latest, at_4 = (torch.load(workdir / 'experiments' / 'nan' / 'models' / f'net_g_{it}.pth', weights_only=True)
+                    ['params'] for it in ('latest', 4))
+    assert any(not torch.equal(latest[k], at_4[k]) for k in at_4)  # iterations 5-6 trained and saved
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_only_whole_files_and_resumes(workdir, data_x2):
     opt = train_options('term', data_x2, spn=SPN, val=False, total_iter=100000)
     opt['logger'].update(save_checkpoint_freq=1, print_freq=1000)

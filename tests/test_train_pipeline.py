@@ -20,6 +20,7 @@ def train_and_test(workdir, data, arch, scale, spn, name, entry=('-m', 'mclir_ba
     return opt, ckpt, proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('arch,scale', ARCH_CASES)
 def test_train_then_test_every_arch(workdir, data_x2, data_x3, data_x4, vgg16_file, arch, scale):
     data = {2: data_x2, 3: data_x3, 4: data_x4}[scale]
@@ -67,6 +68,7 @@ def test_swinir_test_time_padding_matches_swinirmodel(workdir, data_x2):
     torch.testing.assert_close(ours.output, theirs.output)
 
 
+@pytest.mark.slow
 def test_scale1_restoration_and_ema(workdir, data_x1):
     spn = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
     opt, ckpt, _ = train_and_test(workdir, data_x1, 'SwinIR', 1, spn, 'denoise',
@@ -86,6 +88,7 @@ def test_scale1_restoration_and_ema(workdir, data_x1):
     assert moved and all(torch.equal(saved[key][k], ckpts[-1][key][k]) for key in saved for k in saved[key])
 
 
+@pytest.mark.slow
 def test_official_fork_keys_train(workdir, data_x2, vgg16_file):
     extra = {'neg_iter': [1, 2], 'neg_decay': [0.1, 0.1], 'neg_start': 0.1,
              'perceptual_opt': {'type': 'PerceptualLoss', 'layer_weights': {'relu1_2': 0.2, 'relu2_2': 0.3,
@@ -102,6 +105,7 @@ def test_official_fork_keys_train(workdir, data_x2, vgg16_file):
     assert (workdir / 'experiments' / 'official' / 'models' / 'net_g_latest.pth').is_file()
 
 
+@pytest.mark.slow
 def test_entry_points_as_file_and_module_write_to_cwd(workdir, data_x2):
     spn = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
     train_and_test(workdir, data_x2, 'EDSR', 2, spn, 'as_file',

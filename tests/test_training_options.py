@@ -6,8 +6,9 @@ import re
 import pytest
 import torch
 
+from mclir_basicsr.models.optim import TorchOptimMixin
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
-from mclir_basicsr.preflight.optim import accepted_types, check_optimizer, check_scheduler
+from mclir_basicsr.preflight.optim import accepted_types, check_optimizer, check_scheduler, torch_class
 
 from helpers import PY, run, train_options, write_yaml
 
@@ -30,6 +31,8 @@ def test_accepted_schedulers():
     assert 'CosineAnnealingLR' in types and 'StepLR' in types and 'LambdaLR' not in types
     check_scheduler({'scheduler': {'type': 'TrueCosineAnnealingLR', 'T_max': 100, 'eta_min': 1e-8}})
     check_scheduler({'scheduler': {'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5}})  # BasicSR's own
+    assert torch_class('TrueCosineAnnealingLR') is torch.optim.lr_scheduler.CosineAnnealingLR  # the fork's name
+    assert torch_class('StepLR') is torch.optim.lr_scheduler.StepLR and torch_class('MultiStepLR') is None
 
 
 @pytest.mark.parametrize('optim,message', [
@@ -47,6 +50,12 @@ def test_torch_optimizers_by_name():
     for optim in ({'type': 'AdamW', 'lr': 2e-4, 'weight_decay': 0.0, 'betas': [0.9, 0.9]},
                   {'type': 'Adam', 'lr': 1e-3}, {'type': 'SGD', 'lr': 0.1, 'momentum': 0.9}):
         check_optimizer({'optim_g': optim})
+        # built as BasicSR's setup_optimizers asks the model for it: that torch.optim class, with those settings
+        kwargs = {k: v for k, v in optim.items() if k != 'type'}
+        built = TorchOptimMixin().get_optimizer(optim['type'], [torch.nn.Parameter(torch.zeros(2))], **kwargs)
+        assert type(built) is getattr(torch.optim, optim['type'])
+        group = built.param_groups[0]
+        assert {k: list(group[k]) if isinstance(v, list) else group[k] for k, v in kwargs.items()} == kwargs
 
 
 def test_grad_clip_option_is_checked():
@@ -66,6 +75,7 @@ def _run(workdir, data, name, lr, clip=None):
     return params, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_grad_clip_and_torch_scheduler_through_basicsr(workdir, data_x2):
     """With the gradient norm clipped to 1e-9 the weights hardly move from the init (= an lr 0 run)."""
     init, _ = _run(workdir, data_x2, 'lr0', lr=0.0)
@@ -78,6 +88,7 @@ def test_grad_clip_and_torch_scheduler_through_basicsr(workdir, data_x2):
     assert 'train.use_grad_norm is not read' in log
 
 
+@pytest.mark.slow
 def test_bad_optimizer_fails_when_the_file_is_parsed(workdir, data_x2):
     opt = train_options('badopt', data_x2, total_iter=2, val=False)
     opt['model_type'] = 'ModelContrastiveModel'

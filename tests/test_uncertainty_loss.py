@@ -76,6 +76,7 @@ def test_registered():
     assert LOSS_REGISTRY.get('UncertaintyWeightedLoss') is UncertaintyWeightedLoss
 
 
+@pytest.mark.slow
 def test_as_the_only_reconstruction_loss_with_maps_saved(workdir, data_x2):
     """No pixel_opt, no SPN: the negatives exist for the uncertainty loss alone; val.save_img saves the maps."""
     opt = train_options('unc', data_x2, total_iter=2, negatives={'update_every': [1, 2]}, extra_train={
