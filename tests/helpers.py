@@ -212,3 +212,20 @@ PY = sys.executable
 
 
 test_options.__test__ = False  # a helper, not a test
+
+
+TORCHRUN = os.path.join(os.path.dirname(PY), 'torchrun')
+
+
+def has_torchrun():
+    """Whether the environment's torchrun launcher is there (the 2-process gloo tests need it)."""
+    import shutil
+    return shutil.which('torchrun') is not None or os.path.exists(TORCHRUN)
+
+
+def train_on_two_ranks(workdir, opt):
+    """Write ``opt`` as workdir/<name>.yml and train it on 2 gloo ranks: ``torchrun --standalone
+    --nproc_per_node=2 -m mclir_basicsr.train --launcher pytorch``, one thread each."""
+    write_yaml(workdir / f'{opt["name"]}.yml', opt)
+    return run([TORCHRUN, '--standalone', '--nproc_per_node=2', '-m', 'mclir_basicsr.train', '-opt',
+                f'{opt["name"]}.yml', '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})

@@ -1,6 +1,4 @@
 """Issue 11: split-batch negatives, whole-step mixed precision (train.amp), ModelContrastiveModel without SPN."""
-import os
-import shutil
 
 import pytest
 import torch
@@ -10,7 +8,14 @@ from mclir_basicsr.history import NegativePool
 from mclir_basicsr.losses.spn_loss import SPNLoss
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
 
-from helpers import PY, first_conv_dtypes_of_one_step, load_output, run, train_options, train_run, write_yaml
+from helpers import (
+    first_conv_dtypes_of_one_step,
+    has_torchrun,
+    load_output,
+    train_on_two_ranks,
+    train_options,
+    train_run,
+)
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
@@ -227,15 +232,11 @@ def test_float16_overflow_is_skipped_but_nan_stops(tmp_path, data_x2):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which('torchrun') is None and not os.path.exists(os.path.join(
-    os.path.dirname(PY), 'torchrun')), reason='torchrun not installed')
+@pytest.mark.skipif(not has_torchrun(), reason='torchrun not installed')
 def test_two_process_gloo_ddp_with_split_stays_in_sync(workdir, data_x2):
     opt = _opts(data_x2, negatives=dict(NEG, split_batch=True))('ddp', 4)
     opt['datasets']['train']['dataset_enlarge_ratio'] = 4  # 2 ranks x batch 2: enough batches for 4 iterations
-    write_yaml(workdir / 'ddp.yml', opt)
-    torchrun = os.path.join(os.path.dirname(PY), 'torchrun')
-    run([torchrun, '--standalone', '--nproc_per_node=2', '-m', 'mclir_basicsr.train', '-opt', 'ddp.yml',
-         '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})
+    train_on_two_ranks(workdir, opt)
     state = load_output(workdir, 'ddp', 'training_states/4.state')
     assert len(state['negatives_fingerprints']) == 2
     assert state['negatives_fingerprints'][0] == state['negatives_fingerprints'][1]

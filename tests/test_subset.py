@@ -3,8 +3,6 @@ and over the K rotations when split, the term and its gradient are the full-batc
 run's seed and the iteration, never the global RNG), rejected below K with split, and through BasicSR's pipeline:
 exact resume and two gloo ranks in sync."""
 import itertools
-import os
-import shutil
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from mclir_basicsr.losses.spn_loss import SPNLoss
 from mclir_basicsr.losses.uncertainty_loss import UncertaintyWeightedLoss, uncertainty_weights
 from mclir_basicsr.options import MCLIROptionError, parse_mclir_options
 
-from helpers import PY, load_output, run, train_options, train_run, write_yaml
+from helpers import has_torchrun, load_output, train_on_two_ranks, train_options, train_run
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 3], 'decay': [0.5, 0.9], 'init_decay': 0.2}
@@ -158,15 +156,11 @@ def test_exact_resume_with_a_subset(workdir, data_x2):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which('torchrun') is None and not os.path.exists(os.path.join(
-    os.path.dirname(PY), 'torchrun')), reason='torchrun not installed')
+@pytest.mark.skipif(not has_torchrun(), reason='torchrun not installed')
 def test_two_process_gloo_ddp_with_a_subset_stays_in_sync(workdir, data_x2):
     opt = _make(data_x2, {'samples_per_step': 1})('ddp', 4)
     opt['datasets']['train']['dataset_enlarge_ratio'] = 4
-    write_yaml(workdir / 'ddp.yml', opt)
-    torchrun = os.path.join(os.path.dirname(PY), 'torchrun')
-    run([torchrun, '--standalone', '--nproc_per_node=2', '-m', 'mclir_basicsr.train', '-opt', 'ddp.yml',
-         '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'})
+    train_on_two_ranks(workdir, opt)
     state = load_output(workdir, 'ddp', 'training_states/4.state')
     assert len(state['negatives_fingerprints']) == 2
     assert state['negatives_fingerprints'][0] == state['negatives_fingerprints'][1]  # the same negatives on both
