@@ -99,12 +99,17 @@ setup(
         'matplotlib',
         'scikit-image',
     ],
-    extras_require={'test': ['pytest', 'hypothesis', 'ruff']},
+    extras_require={
+        # h5py reads the HED weights mclir-hed-vgg converts into pretrained VGG16 features (docs/vgg_weights.md)
+        'hed': ['h5py'],
+        'test': ['pytest', 'hypothesis', 'ruff', 'h5py'],
+    },
     entry_points={'console_scripts': [
         'mclir-train=mclir_basicsr.train:main',
         'mclir-test=mclir_basicsr.test:main',
         'mclir-compare=mclir_basicsr.compare:main',
         'mclir-demo=mclir_basicsr.demo:main',
+        'mclir-hed-vgg=mclir_basicsr.hed_vgg:main',
     ]},
     cmdclass={'build_py': BuildPyWithPth, 'develop': DevelopWithPth, 'editable_wheel': EditableWheelWithPth},
     zip_safe=False,

@@ -120,6 +120,14 @@ def positive_float(path, v):
     return float(v)
 
 
+def bounded_number(path, v, expected, ok):
+    """A finite number for which ``ok(v)`` holds; ``expected`` says which (e.g. 'a number > 0'). A string that
+    YAML read from a number (``2e-4``) is named with how to write it."""
+    if not is_number(v) or not math.isfinite(v) or not ok(v):
+        raise MCLIROptionError(f'{path}: expected {expected}, got {v!r}{_string_hint(v)}')
+    return v
+
+
 def whole_number(v):
     """True for an int, or a finite float without a fractional part (``int()`` keeps its value); not for bools."""
     return is_number(v) and (isinstance(v, int) or (math.isfinite(v) and v == int(v)))
@@ -144,6 +152,10 @@ def _string_hint(v):
         return ''
     if whole_number(number) and number >= 1:
         return f' (YAML reads {v} as a string: write {int(number)})'
+    if '.' in v:  # YAML reads 0.9 as a number: this one was quoted
+        return ' (a string: write it without quotes)'
+    if math.isfinite(number):  # PyYAML (YAML 1.1) needs a dot in the mantissa: 2e-4 is a string, 2.0e-4 a float
+        return f' (YAML reads {v} as a string: write !!float {v.strip()})'
     return ''
 
 

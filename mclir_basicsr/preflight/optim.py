@@ -1,13 +1,14 @@
 """Checks of ``train.optim_g`` and ``train.scheduler`` for the add-on's models, which build any ``torch.optim``
 optimiser and torch's learning-rate schedulers by name (:class:`mclir_basicsr.models.optim.TorchOptimMixin`):
-a misspelt type or argument is a one-line error naming the option, before any network is built.
+a misspelt type or argument, or a number YAML read as a string (``lr: 2e-4``) or out of its range, is a one-line
+error naming the option, before any network is built.
 """
 import inspect
 
 import torch
 from torch.optim import lr_scheduler as torch_schedulers
 
-from mclir_basicsr.validate import MCLIROptionError, did_you_mean
+from mclir_basicsr.validate import MCLIROptionError, bounded_number, did_you_mean
 
 BASICSR_SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
 ALIASES = {'TrueCosineAnnealingLR': 'CosineAnnealingLR'}  # the official fork's (and NAFNet's) name
@@ -60,8 +61,51 @@ def _typed_section(train, key):
     return section
 
 
+# Bounds of the optimisers' numbers that torch checks only when the optimiser is built (after experiments/ exists).
+OPTIMIZER_BOUNDS = {
+    'lr': ('a number > 0', lambda v: v > 0),
+    'eps': ('a number >= 0', lambda v: v >= 0),
+    'weight_decay': ('a number >= 0', lambda v: v >= 0),
+    'momentum': ('a number >= 0', lambda v: v >= 0),
+    'dampening': ('a number >= 0', lambda v: v >= 0),
+    'alpha': ('a number >= 0', lambda v: v >= 0),
+    'lr_decay': ('a number >= 0', lambda v: v >= 0),
+    'rho': ('a number in [0, 1]', lambda v: 0 <= v <= 1),
+}
+BETA = ('a number in [0, 1)', lambda v: 0 <= v < 1)
+ANY_NUMBER = ('a number', lambda v: True)
+
+
+def _is_numeric_default(default):
+    return isinstance(default, (int, float)) and not isinstance(default, bool)
+
+
+def check_numbers(path, cls, given, bounds=None, pairs=False):
+    """The numbers of ``given`` (an optimiser's or scheduler's arguments): each argument whose default in
+    ``cls``'s signature is a number (or a tuple of numbers, such as ``betas``), and each named in ``bounds``,
+    must be a finite number within its bounds (a tuple: a list of numbers, of the default's length with
+    ``pairs``, as an optimiser's ``betas``; a scheduler's ``restart_weights`` has any length). A string YAML read
+    from a number (``lr: 2e-4``) is named with the ``!!float`` hint."""
+    bounds = bounds or {}
+    params = inspect.signature(cls.__init__).parameters
+    for key, value in given.items():
+        param = params.get(key)
+        default = param.default if param is not None else inspect.Parameter.empty
+        if isinstance(default, tuple) and default and all(_is_numeric_default(d) for d in default):
+            expected, ok = BETA if key == 'betas' else ANY_NUMBER
+            if not isinstance(value, (list, tuple)) or (pairs and len(value) != len(default)):
+                raise MCLIROptionError(f'{path}.{key}: expected a list of {len(default) if pairs else "some"} '
+                                       f'numbers, got {value!r}')
+            for i, item in enumerate(value):
+                bounded_number(f'{path}.{key}[{i}]', item, expected, ok)
+        elif key in bounds or _is_numeric_default(default):
+            expected, ok = bounds.get(key, ANY_NUMBER)
+            bounded_number(f'{path}.{key}', value, expected, ok)
+
+
 def check_optimizer(train):
-    """Validate ``train.optim_g`` (a torch.optim class and its argument names); nothing to check without one."""
+    """Validate ``train.optim_g``: a torch.optim class, its argument names, and its numbers (``lr`` required, as
+    BasicSR's ``get_optimizer`` takes it); nothing to check without one."""
     optim = _typed_section(train, 'optim_g')
     if optim is None:
         return
@@ -69,7 +113,12 @@ def check_optimizer(train):
     if optim['type'] not in names:
         raise MCLIROptionError(f'train.optim_g.type: unknown optimizer {optim["type"]!r}'
                                f'{did_you_mean(optim["type"], names)}; accepted: {", ".join(names)} (torch.optim)')
-    _check_arguments('train.optim_g', optim['type'], getattr(torch.optim, optim['type']), optim, ('self', 'params'))
+    cls = getattr(torch.optim, optim['type'])
+    _check_arguments('train.optim_g', optim['type'], cls, optim, ('self', 'params'))
+    if 'lr' not in optim:
+        raise MCLIROptionError('train.optim_g.lr: not set (expected the learning rate, a number > 0, e.g. '
+                               '!!float 2e-4)')
+    check_numbers('train.optim_g', cls, {k: v for k, v in optim.items() if k != 'type'}, OPTIMIZER_BOUNDS, pairs=True)
 
 
 def check_optim(train):
@@ -94,3 +143,8 @@ def check_scheduler(train):
     cls = torch_class(kind)
     if cls is not None:
         _check_arguments('train.scheduler', kind, cls, sched, ('self', 'optimizer'))
+    else:
+        from basicsr.models import lr_scheduler as basicsr_schedulers  # BasicSR's own three
+        cls = getattr(basicsr_schedulers, 'MultiStepRestartLR' if kind == 'MultiStepLR' else kind)
+    check_numbers('train.scheduler', cls, {k: v for k, v in sched.items() if k != 'type'},
+                  {'eta_min': ('a number >= 0', lambda v: v >= 0), 'gamma': ('a number > 0', lambda v: v > 0)})

@@ -1,0 +1,253 @@
+"""Does SPN help in its own feature space? L1 against L1 + SPN with pretrained VGG16 features, over paired seeds.
+
+    python scripts/dev/vgg_evidence.py --vgg experiments/pretrained_models/vgg16-397923af.pth --out vgg_evidence
+    python scripts/dev/vgg_evidence.py --vgg ... --out vgg_evidence --report docs/vgg_evidence.md   # tables only
+
+The VGG16 file is the one ``python -m mclir_basicsr.hed_vgg --fetch`` builds (HED's backbone, Caffe's activation
+scale). Every part runs the comparison tool (:func:`mclir_basicsr.compare.compare`) on the demo's data (EDSR x2,
+16 features x 4 blocks, scikit-image photos) unless said otherwise, and is skipped when its summary.json exists,
+so an interrupted run continues where it stopped. Parts, in the order they run:
+
+* ``scale``: the weighted VGG distance (relu1_2 / relu2_2 / relu3_3, 0.2 / 0.3 / 0.5, L1) between the validation
+  images and their bicubic upscaling, with these weights and with He-initialised random ones on the same input;
+  their ratio r gives lambda_matched = 0.001 / r, the loss weight at which the term has the size the paper's 0.001
+  gives on a network with unit-scale activations (torchvision's input scale);
+* ``main``: the official settings (lambda 0.001, K = 4 refreshed every 100 / 200 / 500 / 1000 iterations, decay
+  0.1) with the full term, split-batch negatives, and split + 2 of 8 samples; 6 seeds, equal iterations and equal
+  time;
+* ``sweep``: lambda_matched / 10, lambda_matched and 10 lambda_matched at the official settings (equal iterations);
+* ``control``: random VGG16 weights at the lambda that gives the official run's term size (equal iterations);
+* ``horizon``: 4x the iterations, 3 seeds, the cheapest setting (split + 2 of 8), equal iterations;
+* ``hazy``: the official settings on the synthetic hazy set with a tiny FFA-Net, 6 seeds, equal iterations.
+
+Seeds run in two chunks: 0-2 of every part, then 3-5 (the tables merge them), so the first answers come early.
+
+``--report FILE`` writes the markdown of every finished part (also written after each part).
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+PAPER_LAMBDA = 0.001
+LAYER_WEIGHTS = OrderedDict([('relu1_2', 0.2), ('relu2_2', 0.3), ('relu3_3', 0.5)])
+OFFICIAL_NEGATIVES = OrderedDict([('update_every', [100, 200, 500, 1000]), ('decay', [0.1] * 4), ('init_decay', 0.1)])
+SPLIT = OrderedDict(split_batch=True)
+SUBSET = OrderedDict(split_batch=True, samples_per_step=2)
+ITERS = 1000
+GT_SIZE = 32
+SEEDS = (0, 1, 2, 3, 4, 5)
+FEW_SEEDS = (0, 1, 2)
+PARTS = ('scale', 'main', 'sweep', 'control', 'horizon', 'hazy')
+
+
+def spn_opt(vgg, weight):
+    return OrderedDict([('type', 'SPNLoss'), ('loss_weight', weight), ('feature', 'vgg16'),
+                        ('layer_weights', OrderedDict(LAYER_WEIGHTS)), ('criterion', 'l1'), ('mode', 'subtract'),
+                        ('pretrained', os.path.abspath(vgg))])
+
+
+def negatives(extra=None):
+    return OrderedDict(OFFICIAL_NEGATIVES, **(extra or {}))
+
+
+# --------------------------------------------------------------------------- scale
+def weighted_distance(features, a, b):
+    fa, fb = features(a), features(b)
+    return sum(w * (fa[k] - fb[k]).abs().mean().item() for k, w in LAYER_WEIGHTS.items())
+
+
+def measure_scale(vgg, data_root, out):
+    """{'pretrained': D, 'random': D, 'ratio': r, 'lambda_matched': 0.001 / r} on the demo's validation images."""
+    import cv2
+    import torch
+    import torch.nn.functional as F
+
+    from mclir_basicsr.losses.vgg import VGGFeatures, write_random_weights
+    random_path = write_random_weights(os.path.join(out, 'random_vgg16.pth'))
+    nets = {'pretrained': VGGFeatures('vgg16', list(LAYER_WEIGHTS), pretrained=vgg),
+            'random': VGGFeatures('vgg16', list(LAYER_WEIGHTS), pretrained=random_path)}
+    dist = {k: [] for k in nets}
+    val = os.path.join(data_root, 'val')
+    with torch.no_grad():
+        for name in sorted(os.listdir(os.path.join(val, 'gt'))):
+            gt, lq = (torch.from_numpy(cv2.imread(os.path.join(val, d, name))[..., ::-1].copy()).permute(2, 0, 1)[None]
+                      .float() / 255 for d in ('gt', 'lq'))
+            up = F.interpolate(lq, size=gt.shape[-2:], mode='bicubic', align_corners=False).clamp(0, 1)
+            for k, net in nets.items():
+                dist[k].append(weighted_distance(net, gt, up))
+    d = {k: sum(v) / len(v) for k, v in dist.items()}
+    ratio = d['pretrained'] / d['random']
+    return OrderedDict(pretrained=d['pretrained'], random=d['random'], ratio=ratio,
+                       lambda_matched=PAPER_LAMBDA / ratio, random_file=random_path)
+
+
+# --------------------------------------------------------------------------- parts
+def _demo_base(data_root, iters, name):
+    from mclir_basicsr.demo import baseline_options
+    return baseline_options(data_root, iters, max(1, iters // 10), gt_size=GT_SIZE, name=name)
+
+
+def _hazy_base(root):
+    from mclir_basicsr.compare.options import load_options
+    opt = load_options(os.path.join(os.path.dirname(os.path.dirname(HERE)), 'options', 'demo', 'hazy_FFANet_L1.yml'))
+    for phase in ('train', 'val'):
+        ds = opt['datasets'][phase]
+        ds['dataroot_gt'], ds['dataroot_lq'] = (os.path.join(root, phase, d) for d in ('gt', 'lq'))
+    return opt
+
+
+def arms(part, vgg, scale, data_root, hazy_root):
+    """{arm: (baseline options, method options, seeds, equal_time)} of a part."""
+    from mclir_basicsr.compare.options import add_spn
+    lam = scale['lambda_matched']
+    out = OrderedDict()
+    if part == 'main':
+        base = _demo_base(data_root, ITERS, 'vggev_l1')
+        for arm, extra in (('official', None), ('split', SPLIT), ('split_subset2', SUBSET)):
+            out[arm] = (base, add_spn(base, spn_opt(vgg, PAPER_LAMBDA), negatives(extra)), SEEDS, True)
+    elif part == 'sweep':
+        base = _demo_base(data_root, ITERS, 'vggev_l1')
+        for arm, w in (('lambda_matched', lam), ('lambda_matched_x10', lam * 10), ('lambda_matched_div10', lam / 10)):
+            out[arm] = (base, add_spn(base, spn_opt(vgg, w), negatives()), SEEDS, False)
+    elif part == 'control':
+        base = _demo_base(data_root, ITERS, 'vggev_l1')
+        out['random_vgg'] = (base, add_spn(base, spn_opt(scale['random_file'], PAPER_LAMBDA * scale['ratio']),
+                                           negatives()), SEEDS, False)
+    elif part == 'horizon':
+        base = _demo_base(data_root, 4 * ITERS, 'vggev_l1_long')
+        out['split_subset2_4x'] = (base, add_spn(base, spn_opt(vgg, PAPER_LAMBDA), negatives(SUBSET)), FEW_SEEDS,
+                                   False)
+    elif part == 'hazy':
+        base = _hazy_base(hazy_root)
+        out['hazy_official'] = (base, add_spn(base, spn_opt(vgg, PAPER_LAMBDA), negatives()), SEEDS, False)
+    return out
+
+
+def run_arm(out, arm, base, method, seeds, equal_time, jobs):
+    """Compare ``base`` and ``method`` over ``seeds`` in ``out/arm`` (or read its summary.json)."""
+    from mclir_basicsr.compare import compare
+    folder = os.path.join(out, arm)
+    path = os.path.join(folder, 'summary.json')
+    if os.path.isfile(path):
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    method = OrderedDict(method, name=f'{base["name"]}_spn')
+    t0 = time.time()
+    summary = compare(base, method, folder, seeds=seeds, jobs=jobs, threads=1, prefix=arm, equal_time=equal_time,
+                      title=f'{arm}: L1 vs L1 + SPN (VGG16)')
+    summary['wall_s_total'] = time.time() - t0
+    summary['load_end'] = os.getloadavg()[0]
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(summary, f, indent=1, default=str)
+    return summary
+
+
+# --------------------------------------------------------------------------- report
+def merged_stats(summaries):
+    """Paired statistics of an arm over the per-seed rows of all its chunks."""
+    from mclir_basicsr.compare.report import mean, paired_stats
+    rows = [r for s in summaries for r in s['per_seed']]
+    st = OrderedDict(seeds=[r['seed'] for r in rows])
+    for suffix in ('', '_eqtime'):
+        if all(f'psnr_delta{suffix}' in r for r in rows):
+            deltas = [r[f'psnr_delta{suffix}'] for r in rows]
+            st[suffix] = dict(zip(('mean', 'std', 'se', 't'), paired_stats(deltas)), wins=sum(d > 0 for d in deltas))
+    st['time_ratio'] = mean([r['s_per_iter_spn'] for r in rows]) / mean([r['s_per_iter_baseline'] for r in rows])
+    st['psnr_baseline'] = mean([r['psnr_baseline'] for r in rows])
+    if '_eqtime' in st:
+        st['eqtime_iters'] = [r['iters_baseline_eqtime'] for r in rows]
+        st['eqtime_gaps'] = [r['eqtime_time_gap'] for r in rows]
+    return st
+
+
+def _row(arm, st, suffix, what):
+    d, n = st[suffix], len(st['seeds'])
+    return (f'| {arm} | {what} | {n} | {st["psnr_baseline"]:.3f} | {d["mean"]:+.3f} | {d["std"]:.3f} | '
+            f'{d["se"]:.3f} | {d["t"]:+.2f} | {d["wins"]}/{n} | {st["time_ratio"]:.2f}x |')
+
+
+def report(results, scale, machine):
+    """Markdown: one row per arm and comparison, over every seed chunk that has finished."""
+    lines = ['| arm | comparison | seeds | PSNR L1 (dB) | mean Δ PSNR (dB) | std | standard error | t | SPN better | '
+             'time / iteration vs L1 |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    gaps = []
+    for arm, summaries in results.items():
+        st = merged_stats(summaries)
+        lines.append(_row(arm, st, '', 'equal iterations'))
+        if '_eqtime' in st:
+            lines.append(_row(arm, st, '_eqtime', 'equal time'))
+            gaps.append(f'{arm}: L1 got {min(st["eqtime_iters"])}-{max(st["eqtime_iters"])} iterations; seconds '
+                        'trained, L1 against SPN: ' + ', '.join(f'{g:+.1%}' for g in st['eqtime_gaps']))
+    head = [f'Machine: {machine}.', '']
+    if scale:
+        head += [f'Scale: weighted VGG distance of bicubic upscaling from ground truth: {scale["pretrained"]:.4g} '
+                 f'(these weights) against {scale["random"]:.4g} (He-initialised random VGG16, torchvision input): '
+                 f'r = {scale["ratio"]:.1f}, lambda_matched = 0.001 / r = {scale["lambda_matched"]:.3g}.', '']
+    return '\n'.join(head + lines + [''] + [f'- {g}' for g in gaps]) + '\n'
+
+
+def machine_note():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{os.cpu_count()} CPUs ({cpu}), load average {os.getloadavg()[0]:.1f} when the report was written'
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--vgg', required=True, help='the VGG16 file of python -m mclir_basicsr.hed_vgg')
+    p.add_argument('--out', default='vgg_evidence')
+    p.add_argument('--parts', nargs='+', choices=PARTS, default=list(PARTS))
+    p.add_argument('--jobs', type=int, default=2)
+    p.add_argument('--report', help='write the markdown tables here too')
+    args = p.parse_args(argv)
+    from mclir_basicsr.demo import prepare
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    data_root, hazy_root = os.path.join(out, 'data'), os.path.join(out, 'hazy')
+    if not os.path.isdir(os.path.join(data_root, 'val')):
+        prepare(data_root, ITERS, ITERS // 10)
+    scale_path = os.path.join(out, 'scale.json')
+    if os.path.isfile(scale_path):
+        with open(scale_path, encoding='utf-8') as f:
+            scale = json.load(f)
+    else:
+        scale = measure_scale(args.vgg, data_root, out)
+        with open(scale_path, 'w', encoding='utf-8') as f:
+            json.dump(scale, f, indent=1)
+    print(json.dumps(scale), flush=True)
+    results = OrderedDict()
+    for chunk in (0, 1):  # seeds 0-2 of every part first, then 3-5: the first answers come early
+        for part in args.parts:
+            if part == 'scale':
+                continue
+            if part == 'hazy' and not os.path.isdir(os.path.join(hazy_root, 'val')):
+                subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), 'prepare_data.py'), 'hazy',
+                                '--out', hazy_root, '--seed', '0'], check=True)
+            for arm, (base, method, seeds, eq) in arms(part, args.vgg, scale, data_root, hazy_root).items():
+                chunk_seeds = list(seeds)[3 * chunk:3 * chunk + 3]
+                if not chunk_seeds:
+                    continue
+                folder = arm if chunk == 0 else f'{arm}_seeds{chunk_seeds[0]}-{chunk_seeds[-1]}'
+                summary = run_arm(out, folder, base, method, chunk_seeds, eq, args.jobs)
+                results.setdefault(arm, []).append(summary)
+                text = report(results, scale, machine_note())
+                print(text, flush=True)
+                if args.report:
+                    with open(args.report, 'w', encoding='utf-8') as f:
+                        f.write(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
