@@ -24,7 +24,7 @@ import sys
 import time
 from collections import OrderedDict
 
-from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN
+from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN, DEMO_VGG_NEGATIVES, DEMO_VGG_SPN
 from mclir_basicsr.compare.options import add_spn, save_options, spn_description
 from mclir_basicsr.compare.pipeline import compare
 
@@ -48,10 +48,9 @@ SWEEP_REFERENCE = (
     'task (other data and scale, a larger network, annealed learning rate, 4 paired seeds) found them 0.17 dB WORSE '
     'than L1 (every seed worse); they are not a recommendation for pixel features in general. '
     'Try other seeds: --seeds 3 4 5.')
-# --cheap: the SPN term on 2 of the 8 samples of each batch, split over the negatives (docs/cost.md, "Cheapest
-# settings"): the negatives and VGG see 2 samples a step instead of 8 x K.
-DEMO_CHEAP = OrderedDict([('split_batch', True), ('samples_per_step', 2)])
-PAPER_VGG_WEIGHT = 0.001  # the published lambda, for VGG features (not measured here: no weights offline)
+PAPER_VGG_WEIGHT = 0.001  # the published lambda, for torchvision's VGG features
+VGG_GT_SIZE = 32  # the crops of scripts/dev/vgg_evidence.py, whose main setting the VGG demo is
+TERMS = ('full', 'split', 'subset')
 
 
 # --------------------------------------------------------------------------- data
@@ -147,15 +146,15 @@ def baseline_options(data_root, iters=DEMO_ITERS, val_freq=DEMO_VAL_FREQ, networ
     ])
 
 
-def prepare(data_root, iters, val_freq, quick=False, name='demo'):
+def prepare(data_root, iters, val_freq, quick=False, name='demo', gt_size=48):
     """Build the demo's dataset and return (dataset info, baseline options); ``quick``: the tiny
-    smoke-test variant (2 photos, small images, an 8-feature 1-block EDSR)."""
+    smoke-test variant (2 photos, small images, an 8-feature 1-block EDSR, batch 4: K = 4 negatives split over it)."""
     if quick:
         info = build_dataset(data_root, tile=48, val_size=(48, 64), train_photos=TRAIN_PHOTOS[:2],
                              val_photos=VAL_PHOTOS[:2])
         network = OrderedDict(DEMO_NETWORK, num_feat=8, num_block=1)
-        return info, baseline_options(data_root, iters, val_freq, network=network, gt_size=32, batch=2, name=name)
-    return build_dataset(data_root), baseline_options(data_root, iters, val_freq, name=name)
+        return info, baseline_options(data_root, iters, val_freq, network=network, gt_size=32, batch=4, name=name)
+    return build_dataset(data_root), baseline_options(data_root, iters, val_freq, name=name, gt_size=gt_size)
 
 
 def spn_options(baseline, spn=None, negatives=None):
@@ -187,10 +186,12 @@ def choose_feature(requested, weight):
                 f'SPN feature space: pixel (no pretrained VGG16 file found; looked in {", ".join(looked)})'
         raise SystemExit(f'mclir-demo: --feature {feature} needs the pretrained torchvision weights, not found at: '
                          f'{", ".join(looked)} (use --feature pixel, which needs none)')
-    w = weight if weight is not None else PAPER_VGG_WEIGHT
+    w = weight if weight is not None else DEMO_VGG_SPN['loss_weight']
     path = os.path.abspath(path)  # the runs work in the output folder
     return feature, w, path, (f'SPN feature space: {feature} (weights {path}); lambda {w:g}'
-                              + (' is the published value, not tuned by the demo sweep' if weight is None else ''))
+                              + (' (the measured default for the HED VGG16 file of mclir-hed-vgg, docs/vgg_evidence.md;'
+                                 ' with torchvision\'s own weights the paper\'s 0.001 is --weight 0.001)'
+                                 if weight is None else ''))
 
 
 # --------------------------------------------------------------------------- main
@@ -205,23 +206,24 @@ def build_parser():
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
                    help='paired seeds: one baseline/SPN pair per seed (default 0 1 2; one seed proves nothing at '
                         'this scale)')
-    p.add_argument('--feature', choices=['pixel', 'auto', 'vgg16', 'vgg19'], default='pixel',
-                   help='SPN feature space (default pixel, the measured one; auto: vgg16 if its weight file is '
-                        'present, else pixel)')
+    p.add_argument('--feature', choices=['pixel', 'auto', 'vgg16', 'vgg19'], default='auto',
+                   help='SPN feature space (default auto: vgg16, the paper\'s, if its weight file is present '
+                        '(mclir-hed-vgg --fetch makes one), else pixel)')
     p.add_argument('--weight', type=float, help=f'lambda (default {DEMO_SPN["loss_weight"]} for pixel; '
-                                                f'{PAPER_VGG_WEIGHT} for VGG, the published value)')
+                                                f'{DEMO_VGG_SPN["loss_weight"]:g} for VGG)')
     p.add_argument('--mode', choices=['subtract', 'ratio'], default=DEMO_SPN['mode'])
-    p.add_argument('--update-every', type=int, nargs='+', default=DEMO_NEGATIVES['update_every'],
-                   help=f'refresh period of each negative; K = their number (default {DEMO_NEGATIVES["update_every"]})')
-    p.add_argument('--decay', type=float, default=DEMO_NEGATIVES['decay'][0],
-                   help='decay of every negative at its refresh (default %(default)s)')
+    p.add_argument('--update-every', type=int, nargs='+',
+                   help=f'refresh period of each negative; K = their number (default {DEMO_NEGATIVES["update_every"]} '
+                        f'for pixel, the paper\'s {DEMO_VGG_NEGATIVES["update_every"]} for VGG)')
+    p.add_argument('--decay', type=float, help=f'decay of every negative at its refresh (default '
+                                               f'{DEMO_NEGATIVES["decay"][0]})')
     p.add_argument('--equal-time', action=argparse.BooleanOptionalAction, default=True,
                    help='also train, per seed, a baseline with as many iterations as fit in the SPN run\'s training '
                         'time and report the delta at equal time too (default on: one more run per seed)')
-    p.add_argument('--cheap', action='store_true',
-                   help='the cheapest measured SPN setting: the term on 2 of the 8 samples of each batch, split over '
-                        'the negatives (negatives.split_batch, samples_per_step: 2); the equal-time comparison says '
-                        'whether it pays')
+    p.add_argument('--term', choices=TERMS, help='how the SPN term is estimated: full (the paper: every sample meets '
+                   'every negative), split (each sample meets one negative), subset (split, on K of the 8 samples of '
+                   'each batch: one per negative); all unbiased. Default: full for pixel, subset for VGG')
+    p.add_argument('--cheap', action='store_true', help='the same as --term subset')
     p.add_argument('--jobs', type=int, default=2, help='runs at a time (default 2)')
     p.add_argument('--threads', type=int, help='CPU threads per run (default: CPU count / jobs)')
     p.add_argument('--quick', action='store_true',
@@ -239,13 +241,32 @@ def main(argv=None):
     return 0
 
 
+def _term(args, feature):
+    if args.cheap:
+        return 'subset'
+    return args.term or ('full' if feature == 'pixel' else 'subset')
+
+
+def _negatives(args, feature):
+    """The negatives of the SPN run: the demo's for the feature space, as the command line changes them."""
+    default = DEMO_NEGATIVES if feature == 'pixel' else DEMO_VGG_NEGATIVES
+    every = list(args.update_every or default['update_every'])
+    decay = args.decay if args.decay is not None else default['decay'][0]
+    term = _term(args, feature)
+    # subset: split over the negatives on as few samples as that allows, one per negative (2 of 8 with pixel's K = 2)
+    extra = {} if term == 'full' else OrderedDict(split_batch=True)
+    if term == 'subset':
+        extra['samples_per_step'] = len(every)
+    return OrderedDict(update_every=every, decay=[decay] * len(every), init_decay=default['init_decay'], **extra)
+
+
 def _demo_spn(base, args, feature, weight, vgg_path):
     """The SPN run's options: the baseline plus the demo's SPN settings as the command line changes them."""
-    spn_cfg = OrderedDict(DEMO_SPN, feature=feature, loss_weight=weight, mode=args.mode)
+    spn_cfg = OrderedDict(DEMO_SPN if feature == 'pixel' else DEMO_VGG_SPN, feature=feature, loss_weight=weight,
+                          mode=args.mode)
     if vgg_path:
         spn_cfg['pretrained'] = vgg_path
-    negatives = OrderedDict(update_every=list(args.update_every), decay=[args.decay] * len(args.update_every),
-                            init_decay=DEMO_NEGATIVES['init_decay'], **(DEMO_CHEAP if args.cheap else {}))
+    negatives = _negatives(args, feature)
     spn = spn_options(base, spn_cfg, negatives)
     spn['name'] = 'demo_spn'
     return spn
@@ -254,14 +275,13 @@ def _demo_spn(base, args, feature, weight, vgg_path):
 def _is_default(args, feature, weight):
     """Whether the run is exactly the demo the sweep measured (then its reference numbers apply)."""
     return (feature == 'pixel' and weight == DEMO_SPN['loss_weight'] and args.mode == DEMO_SPN['mode']
-            and list(args.update_every) == DEMO_NEGATIVES['update_every'] and args.iters == DEMO_ITERS
-            and [args.decay] * len(args.update_every) == DEMO_NEGATIVES['decay'] and not args.quick
-            and not args.cheap)
+            and _negatives(args, feature) == DEMO_NEGATIVES and args.iters == DEMO_ITERS and not args.quick)
 
 
-def _prepare_data(out, args):
+def _prepare_data(out, args, feature):
     val_freq = args.val_freq or (DEMO_VAL_FREQ if args.iters >= 10 * DEMO_VAL_FREQ else max(1, args.iters // 10))
-    info, base = prepare(os.path.join(out, 'data'), args.iters, val_freq, quick=args.quick, name='demo_baseline')
+    info, base = prepare(os.path.join(out, 'data'), args.iters, val_freq, quick=args.quick, name='demo_baseline',
+                         gt_size=48 if feature == 'pixel' else VGG_GT_SIZE)
     t, (vh, vw) = info['tile'], info['val_size']
     print(f'dataset: {info["train"]} training tiles (HR {t}x{t}) from {info["photos"]} scikit-image photos; '
           f'validation: {", ".join(info["val"])} ({vh}x{vw} HR, held-out photos); x{SCALE} bicubic '
@@ -278,7 +298,7 @@ def run(argv=None):
     feature, weight, vgg_path, feature_note = choose_feature(args.feature, args.weight)
     print(f'mclir-demo: output folder {out}', flush=True)
     print(feature_note, flush=True)
-    base = _prepare_data(out, args)
+    base = _prepare_data(out, args, feature)
     spn = _demo_spn(base, args, feature, weight, vgg_path)
     if args.data_only:
         paths = [save_options(os.path.join(out, 'options', f'{opt["name"]}.yml'), opt) for opt in (base, spn)]

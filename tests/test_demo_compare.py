@@ -63,8 +63,8 @@ def check_outputs(out, n_images, seeds, labels=cmp.RUN_LABELS):
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / 'demo'
     proc = run([PY, '-m', 'mclir_basicsr.demo', '--out', str(out), '--quick', '--iters', '4', '--seeds', '0'],
-               cwd=str(tmp_path))
-    assert 'SPN feature space: pixel' in proc.stdout
+               cwd=str(tmp_path), env={'TORCH_HOME': str(tmp_path / 'torch_home')})  # no VGG file: pixel space
+    assert 'SPN feature space: pixel (no pretrained VGG16 file found' in proc.stdout
     assert 'Demo finished in' in proc.stdout and '| **mean** |' in proc.stdout
     assert 'iter 4/4' in proc.stdout  # progress lines from the BasicSR logs
     # equal time is on by default: a third run per seed, the baseline given the SPN run's training time
@@ -196,7 +196,7 @@ def test_parse_train_log():
 def test_demo_data_only_matches_shipped_options(tmp_path):
     from mclir_basicsr import demo
     out = tmp_path / 'd'
-    result = demo.run(['--out', str(out), '--data-only', '--quick', '--iters', '1000'])
+    result = demo.run(['--out', str(out), '--data-only', '--quick', '--iters', '1000', '--feature', 'pixel'])
     base_file, spn_file = result['options']
     assert len(os.listdir(out / 'data' / 'val' / 'gt')) == 2
     shipped_base = cmp.load_options(os.path.join(REPO, 'options', 'demo', 'demo_EDSRx2_L1.yml'))
@@ -225,9 +225,49 @@ def test_demo_feature_choice(tmp_path, monkeypatch):
     os.makedirs(tmp_path / 'torch' / 'hub' / 'checkpoints')
     vgg = write_vgg_weights(str(tmp_path / 'torch' / 'hub' / 'checkpoints' / 'vgg16-397923af.pth'))
     feature, weight, path, note = demo.choose_feature('auto', None)
-    assert (feature, weight, path) == ('vgg16', demo.PAPER_VGG_WEIGHT, vgg) and 'SPN feature space: vgg16' in note
+    assert (feature, weight, path) == ('vgg16', demo.DEMO_VGG_SPN['loss_weight'], vgg)
+    assert 'SPN feature space: vgg16' in note and 'measured default' in note
     feature, weight, path, note = demo.choose_feature('pixel', 0.2)
     assert (feature, weight, path) == ('pixel', 0.2, None) and 'would use it' in note
+
+
+def _vgg_home(tmp_path, monkeypatch):
+    from helpers import write_vgg_weights
+    os.makedirs(tmp_path / 'torch' / 'hub' / 'checkpoints')
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    return write_vgg_weights(str(tmp_path / 'torch' / 'hub' / 'checkpoints' / 'vgg16-397923af.pth'))
+
+
+def test_demo_with_a_vgg_file_runs_the_measured_vgg_setting(tmp_path, monkeypatch):
+    """With a VGG16 file present the demo is in the paper's feature space by default: the paper's negatives and
+    layers, the measured lambda, the term split over the negatives on one sample each, the evidence's crops."""
+    from mclir_basicsr import demo
+    from mclir_basicsr.options import parse_mclir_options
+    vgg = _vgg_home(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    base_file, spn_file = demo.run(['--out', str(tmp_path / 'd'), '--data-only'])['options']
+    spn, base = cmp.load_options(spn_file), cmp.load_options(base_file)
+    cfg = parse_mclir_options(spn)
+    assert cfg.spn['feature'] == 'vgg16' and cfg.spn['pretrained'] == vgg
+    assert cfg.spn['loss_weight'] == demo.DEMO_VGG_SPN['loss_weight']
+    assert cfg.spn['layer_weights'] == {'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}
+    assert cfg.negatives['update_every'] == [100, 200, 500, 1000] and cfg.negatives['decay'] == [0.1] * 4
+    assert cfg.negatives['split_batch'] is True and cfg.negatives['samples_per_step'] == 4
+    assert spn['datasets']['train']['gt_size'] == base['datasets']['train']['gt_size'] == demo.VGG_GT_SIZE
+    full = cmp.load_options(demo.run(['--out', str(tmp_path / 'f'), '--data-only', '--term', 'full'])['options'][1])
+    assert 'split_batch' not in full['train']['negatives'] and 'samples_per_step' not in full['train']['negatives']
+    pixel = demo.run(['--out', str(tmp_path / 'p'), '--data-only', '--feature', 'pixel'])['options'][1]
+    pixel = cmp.load_options(pixel)
+    assert pixel['train']['spn_opt'] == dict(demo.DEMO_SPN) and pixel['datasets']['train']['gt_size'] == 48
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_in_vgg_space(tmp_path, monkeypatch):
+    _vgg_home(tmp_path, monkeypatch)
+    proc = run([PY, '-m', 'mclir_basicsr.demo', '--out', str(tmp_path / 'demo'), '--quick', '--iters', '4',
+                '--seeds', '0', '--no-equal-time'], cwd=str(tmp_path))
+    assert 'SPN feature space: vgg16 (weights' in proc.stdout and 'Demo finished in' in proc.stdout
+    assert 'l_spn' in proc.stdout and '| **mean** |' in proc.stdout
 
 
 @pytest.mark.slow

@@ -446,11 +446,17 @@ def _data_scale(opt, data):
     make_paired_dataset(data, 3)  # x3 data, scale: 2
 
 
+def _string_lr(opt, data):
+    opt['train']['optim_g']['lr'] = '2e-4'  # what YAML makes of `lr: 2e-4`
+
+
 E2E = [
     (_typo_type, "network_g.type: 'EDSRR' is not a registered arch (ARCH_REGISTRY) (did you mean 'EDSR'?)"),
     (_string_argument, "network_g.num_feat: expected an integer, got '16' (EDSR's num_feat: int, default 64)"),
     (_zero_batch, 'datasets.train.batch_size_per_gpu: expected a positive integer, got 0'),
     (_string_total_iter, "train.total_iter: expected a positive integer, got 'abc'"),
+    (_string_lr, "train.optim_g.lr: expected a number > 0, got '2e-4' (YAML reads 2e-4 as a string: write "
+                 "!!float 2e-4)"),
     (_lq_missing, 'datasets.train.dataroot_lq: 5 files, but dataroot_gt has 6; missing from dataroot_lq: 003.png'),
     (_lq_misnamed, "datasets.train.dataroot_lq: 6 of the 6 GT files have no LQ file of the name filename_tmpl '{}' "
                    "gives; missing from dataroot_lq: 000.png, 001.png, 002.png and 3 more; not paired with a GT file: "

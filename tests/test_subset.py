@@ -170,11 +170,12 @@ def test_two_process_gloo_ddp_with_a_subset_stays_in_sync(workdir, data_x2):
 def test_the_demo_offers_the_cheapest_setting(tmp_path):
     from mclir_basicsr import demo
     from mclir_basicsr.compare.options import load_options
-    written = demo.run(['--quick', '--data-only', '--cheap', '--out', str(tmp_path)])['options']
+    written = demo.run(['--quick', '--data-only', '--cheap', '--feature', 'pixel', '--out', str(tmp_path)])['options']
     spn = load_options(next(p for p in written if p.endswith('demo_spn.yml')))
     assert spn['train']['negatives']['split_batch'] is True and spn['train']['negatives']['samples_per_step'] == 2
     cfg = parse_mclir_options(spn)  # a valid setting for the demo's K and batch
     assert cfg.negatives['samples_per_step'] == 2 and cfg.num_negatives == 2
-    plain = load_options(next(p for p in demo.run(['--quick', '--data-only', '--out', str(tmp_path / 'p')])['options']
+    written = demo.run(['--quick', '--data-only', '--feature', 'pixel', '--out', str(tmp_path / 'p')])['options']
+    plain = load_options(next(p for p in written
                               if p.endswith('demo_spn.yml')))
     assert 'samples_per_step' not in plain['train']['negatives']

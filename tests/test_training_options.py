@@ -25,6 +25,60 @@ def test_bad_scheduler_is_a_one_line_error(scheduler, message):
         check_scheduler({'scheduler': scheduler})
 
 
+@pytest.mark.parametrize('optim,message', [
+    ({'type': 'Adam', 'lr': '2e-4'}, "train.optim_g.lr: expected a number > 0, got '2e-4' (YAML reads 2e-4 as a "
+                                     "string: write !!float 2e-4)"),
+    ({'type': 'Adam', 'lr': 0}, 'train.optim_g.lr: expected a number > 0, got 0'),
+    ({'type': 'Adam', 'lr': -1e-4}, 'train.optim_g.lr: expected a number > 0, got -0.0001'),
+    ({'type': 'Adam'}, 'train.optim_g.lr: not set'),
+    ({'type': 'AdamW', 'lr': 1e-4, 'betas': [0.9]}, 'train.optim_g.betas: expected a list of 2 numbers, got [0.9]'),
+    ({'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, '0.99']}, "train.optim_g.betas[1]: expected a number in [0, 1), "
+                                                           "got '0.99' (a string: write it without quotes)"),
+    ({'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 1.0]}, 'train.optim_g.betas[1]: expected a number in [0, 1), got 1.0'),
+    ({'type': 'Adam', 'lr': 1e-4, 'eps': '1e-8'}, "train.optim_g.eps: expected a number >= 0, got '1e-8' (YAML reads "
+                                                  "1e-8 as a string: write !!float 1e-8)"),
+    ({'type': 'AdamW', 'lr': 1e-4, 'weight_decay': -0.01}, 'train.optim_g.weight_decay: expected a number >= 0'),
+    ({'type': 'SGD', 'lr': 0.1, 'momentum': 'high'}, "train.optim_g.momentum: expected a number >= 0, got 'high'"),
+    ({'type': 'Adam', 'lr': float('nan')}, 'train.optim_g.lr: expected a number > 0, got nan'),
+])
+def test_optimizer_numbers_are_checked(optim, message):
+    with pytest.raises(MCLIROptionError) as err:
+        check_optimizer({'optim_g': optim})
+    assert str(err.value).startswith(message) and '\n' not in str(err.value)
+
+
+@pytest.mark.parametrize('optim', [
+    {'type': 'Adam', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+    {'type': 'AdamW', 'lr': 1, 'betas': (0.9, 0.9), 'eps': 0},
+    {'type': 'SGD', 'lr': 0.1, 'momentum': 0.9, 'nesterov': True},
+    {'type': 'RMSprop', 'lr': 1e-3, 'alpha': 0.99},
+])
+def test_good_optimizer_numbers_pass(optim):
+    check_optimizer({'optim_g': optim})
+
+
+@pytest.mark.parametrize('scheduler,message', [
+    ({'type': 'CosineAnnealingRestartLR', 'periods': [10], 'eta_min': '1e-7'}, "train.scheduler.eta_min: expected a "
+     "number >= 0, got '1e-7' (YAML reads 1e-7 as a string: write !!float 1e-7)"),
+    ({'type': 'MultiStepLR', 'milestones': [10], 'gamma': '0.5'}, "train.scheduler.gamma: expected a number > 0"),
+    ({'type': 'TrueCosineAnnealingLR', 'T_max': 10, 'eta_min': -1.0},
+     'train.scheduler.eta_min: expected a number >= 0'),
+    ({'type': 'MultiStepRestartLR', 'milestones': [10], 'restart_weights': [1, 'half']},
+     "train.scheduler.restart_weights[1]: expected a number, got 'half'"),
+])
+def test_scheduler_numbers_are_checked(scheduler, message):
+    with pytest.raises(MCLIROptionError) as err:
+        check_scheduler({'scheduler': scheduler})
+    assert str(err.value).startswith(message)
+
+
+def test_scheduler_lists_of_any_length_pass():
+    check_scheduler({'scheduler': {'type': 'MultiStepRestartLR', 'milestones': [10, 20], 'gamma': 0.5,
+                                   'restarts': [0, 15, 30], 'restart_weights': [1, 0.5, 0.25]}})
+    check_scheduler({'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [10, 20],
+                                   'restart_weights': [1, 1], 'eta_min': 1e-7}})
+
+
 def test_accepted_schedulers():
     types = accepted_types()
     assert types[:4] == ['MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR', 'TrueCosineAnnealingLR']
