@@ -79,11 +79,11 @@ def test_check_pair_budget_and_amp():
 
 
 # --------------------------------------------------------------------------- the report
-def fake_run(label, seed, iters, s_per_iter, psnr):
+def fake_run(label, seed, iters, s_per_iter, psnr, train_s=None):
     r = cmp.Run(label, seed, f'{label}{seed}', '', '', iters, 1)
     images = [{'psnr': p, 'ssim': p / 100} for p in psnr]
     r.result = {'images': images, 'psnr': sum(psnr) / len(psnr), 'ssim': sum(psnr) / len(psnr) / 100,
-                's_per_iter': s_per_iter}
+                's_per_iter': s_per_iter, 'train_s': iters * s_per_iter if train_s is None else train_s}
     r.wall_s = iters * s_per_iter + 5
     return r
 
@@ -107,6 +107,40 @@ def test_report_gives_both_deltas_and_iterations():
     assert 'the baseline got 150-151 (per seed) iterations' in md and 'stretched' in md
     assert 'Δ PSNR at equal training time over 2 seeds: -0.150' in md and 'SPN better in 0/2 seeds' in md
     assert '| baseline, equal time | 150-151 (per seed) | 0.0200 |' in md
+    assert 'standard error 0.000' in md and 'Warning: unequal time' not in md
+
+
+def test_report_flags_an_equal_time_run_that_trained_other_seconds():
+    """Seconds trained per arm are shown; a gap over 5 % between SPN's and the equal-time baseline's is flagged."""
+    runs = []
+    for seed, (train_s, shift) in enumerate(((3.0, 0.0), (3.6, 0.2), (3.1, 0.1))):
+        runs += [fake_run('baseline', seed, 100, 0.02, [30 + shift]),
+                 fake_run('spn', seed, 100, 0.03, [30.1 + shift]),
+                 fake_run(cmp.EQTIME, seed, 150, 0.02, [30.2 + shift], train_s=train_s)]
+    table, per_seed, stats = cmp.summarize(runs, [('val', 'a', None, None)])
+    assert stats['eqtime_unequal_seeds'] == [1]
+    assert stats['eqtime_time_gaps'] == pytest.approx([0.0, 0.2, 3.1 / 3 - 1])
+    md = cmp.markdown(table, per_seed, stats, {'title': 't', 'baseline_name': 'b', 'spn_name': 's', 'spn': 'x',
+                                                'iters': 100, 'metric_note': '1 image'})
+    assert '| 1 | 30.200 | 30.300 | +0.100 | +0.0010 | 150 | 3 / 4 (unequal) |' in md
+    assert '| 0 | 30.000 | 30.100 | +0.100 | +0.0010 | 150 | 3 / 3 |' in md
+    assert 'Warning: unequal time** in seed(s) [1]' in md and '+20.0%' in md
+
+
+def test_the_cost_per_iteration_is_the_median_of_the_logged_times(tmp_path):
+    """One slow burst in the log moves the estimate little: the median, and the trained seconds are the mean."""
+    from mclir_basicsr.compare.evaluation import collect
+    run_ = cmp.Run('baseline', 0, 'r', '', '', 100, 10)
+    log_dir = tmp_path / 'experiments' / 'r'
+    log_dir.mkdir(parents=True)
+    times = [0.02] * 9 + [0.2]
+    lines = [f'2026-01-01 INFO: [r..][epoch:  0, iter:{10 * (i + 1):5d}, lr:(1.000e-03,)] [eta: 0:00:01, '
+             f'time (data): {t:.3f} (0.001)] l_pix: 1.0e-02' for i, t in enumerate(times)]
+    (log_dir / 'train_r_20260101_000000.log').write_text('\n'.join(lines) + '\n')
+    run_.wall_s = 10
+    result = collect(run_, str(tmp_path))
+    assert result['s_per_iter'] == pytest.approx(0.02) and result['iter_time_readings'] == 10
+    assert result['train_s'] == pytest.approx(100 * sum(times) / 10)
 
 
 # --------------------------------------------------------------------------- end to end
