@@ -127,6 +127,19 @@ def test_report_flags_an_equal_time_run_that_trained_other_seconds():
     assert 'Warning: unequal time** in seed(s) [1]' in md and '+20.0%' in md
 
 
+def test_the_budget_pools_every_seed_of_an_arm():
+    from mclir_basicsr.compare.equal_time import pooled_s_per_iter
+    runs = [fake_run('spn', s, 100, 0.3, [30]) for s in range(3)]
+    runs[0].result['iter_times'] = [0.30, 0.31, 0.29]
+    runs[1].result['iter_times'] = [0.60, 0.62]  # a seed that ran under load
+    runs[2].result['iter_times'] = [0.30, 0.32, 0.28, 0.30]
+    assert pooled_s_per_iter(runs) == pytest.approx(0.30)
+    for r in runs:
+        r.result['iter_times'] = []
+        r.result['s_per_iter'] = {0: 0.2, 1: 0.9, 2: 0.3}[r.seed]
+    assert pooled_s_per_iter(runs) == pytest.approx(0.3)
+
+
 def test_the_cost_per_iteration_is_the_median_of_the_logged_times(tmp_path):
     """One slow burst in the log moves the estimate little: the median, and the trained seconds are the mean."""
     from mclir_basicsr.compare.evaluation import collect

@@ -70,7 +70,7 @@ def test_demo_end_to_end(tmp_path):
     # equal time is on by default: a third run per seed, the baseline given the SPN run's training time
     table, summary = check_outputs(out, n_images=2, seeds=[0], labels=cmp.RUN_LABELS + (cmp.EQTIME,))
     assert {r['image'] for r in table[:-1]} == {'astronaut', 'chelsea'}
-    assert 'Δ PSNR at equal time' in proc.stdout and 'equal time, seed 0: SPN trained 4 iterations' in proc.stdout
+    assert 'Δ PSNR at equal time' in proc.stdout and 'equal time, seed 0: SPN trains 4 iterations' in proc.stdout
     # the final validation of the training log is the mean of the per-image table (same metric settings)
     for run_ in summary['runs']:
         assert abs(run_['final_val']['psnr'] - run_['psnr']) < 2e-4, run_

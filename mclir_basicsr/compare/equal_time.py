@@ -4,6 +4,8 @@ baseline run (``baseline_eqtime``) of ``--equal-time``.
 
 Training time is what BasicSR logs: seconds per iteration (validation excluded) x iterations.
 """
+import statistics
+
 from mclir_basicsr.compare.evaluation import collect
 from mclir_basicsr.compare.options import load_options, rewrite_options, stretch_schedule
 from mclir_basicsr.compare.report import EQTIME
@@ -48,22 +50,31 @@ def eqtime_run(out, base_dir, baseline_run, total_iter, prefix):
     return plan_run(out, EQTIME, baseline_run.seed, name, rewrite_options(opt, name, baseline_run.seed, base_dir))
 
 
+def pooled_s_per_iter(runs):
+    """The median of every logged iteration time of ``runs`` (one arm, all its seeds: the same work per
+    iteration), so that neither one reading nor one seed's run under a burst of load sets the budget; the runs'
+    own ``s_per_iter`` where no times were logged."""
+    times = [t for r in runs for t in r.result.get('iter_times') or []]
+    return statistics.median(times) if times else statistics.median(r.result['s_per_iter'] for r in runs)
+
+
 def measured_eqtime_runs(out, base_dir, pairs, prefix, stream, method='SPN'):
-    """Per seed, a baseline run with as many iterations as fit in the method run's (label ``spn``) measured
-    training time (``pairs`` have run and been collected: their ``result['s_per_iter']`` is set)."""
+    """Per seed, a baseline run with as many iterations as fit in the method run's (label ``spn``) training time,
+    from the arms' pooled median iteration times (``pairs`` have run and been collected)."""
     by = {(r.label, r.seed): r for r in pairs}
+    spn_s = pooled_s_per_iter([r for r in pairs if r.label == 'spn'])
+    base_s = pooled_s_per_iter([r for r in pairs if r.label == 'baseline'])
     runs = []
     for (label, seed), spn in by.items():
         if label != 'spn':
             continue
-        base = by['baseline', seed]
-        seconds = spn.result['s_per_iter'] * spn.total_iter
-        iters = equal_time_iters(seconds, base.result['s_per_iter'], floor=spn.total_iter)
-        print(f'equal time, seed {seed}: {method} trained {spn.total_iter} iterations x '
-              f'{spn.result["s_per_iter"]:.4f} s = {seconds:.1f} s; the baseline ({base.result["s_per_iter"]:.4f} '
-              f's/iteration) gets {iters} iterations (learning-rate schedule stretched to them)', file=stream,
-              flush=True)
-        runs.append(eqtime_run(out, base_dir, base, iters, prefix))
+        seconds = spn_s * spn.total_iter
+        iters = equal_time_iters(seconds, base_s, floor=spn.total_iter)
+        print(f'equal time, seed {seed}: {method} trains {spn.total_iter} iterations x {spn_s:.4f} s = '
+              f'{seconds:.1f} s; the baseline ({base_s:.4f} s/iteration) gets {iters} iterations (each the median '
+              'of its arm\'s logged iteration times over all seeds; learning-rate schedule stretched to them)',
+              file=stream, flush=True)
+        runs.append(eqtime_run(out, base_dir, by['baseline', seed], iters, prefix))
     return runs
 
 

@@ -80,7 +80,7 @@ def collect(run, out):
     s_per_iter = statistics.median(times) if times else run.wall_s / max(1, run.total_iter)
     train_s = statistics.fmean(times) * run.total_iter if times else run.wall_s
     return {'log': log, 'curve': curve, 'curve_metric': metric_name, 'final_val': final, 's_per_iter': s_per_iter,
-            'train_s': train_s, 'iter_time_readings': len(times),
+            'train_s': train_s, 'iter_times': times, 'iter_time_readings': len(times),
             'final_losses': parsed['losses'][-1][1] if parsed['losses'] else {}}
 
 

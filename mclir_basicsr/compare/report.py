@@ -140,7 +140,7 @@ def equal_time_note(stats, info):
     else:
         how = (f'the baseline got {_iterations(iters)} iterations, as many as fit in the {m} run\'s training time '
                f'({m}\'s s/iter x {spn_iters} iterations / the baseline\'s s/iter, each s/iter the median of its '
-               f'run\'s logged iteration times; never fewer than {spn_iters})')
+               f'arm\'s logged iteration times over all seeds; never fewer than {spn_iters})')
     return (f'- equal time: {how}; every run\'s learning-rate schedule (periods, milestones, warm-up; validation '
             'and checkpoint periods too) was stretched with its iteration count, so every arm anneals fully')
 
