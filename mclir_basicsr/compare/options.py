@@ -147,7 +147,8 @@ def _spn_part(opt):
     extra = f', max_distance {s["max_distance"]}' if s['max_distance'] else ''
     return (f'feature {s["feature"]}, lambda {s["loss_weight"]:g}, mode {s["mode"]}, criterion {s["criterion"]}'
             f'{extra}; K={len(n["update_every"])} negatives, {describe_refresh(n)}, init_decay {n["init_decay"]:g}'
-            + (', split batch' if n['split_batch'] else ''))
+            + (', split batch' if n['split_batch'] else '')
+            + (f', on {n["samples_per_step"]} samples of each batch' if n['samples_per_step'] else ''))
 
 
 def _cr_part(opt):

@@ -1,7 +1,8 @@
 """Does SPN help in its own feature space? L1 against L1 + SPN with pretrained VGG16 features, over paired seeds.
 
     python scripts/dev/vgg_evidence.py --vgg experiments/pretrained_models/vgg16-397923af.pth --out vgg_evidence
-    python scripts/dev/vgg_evidence.py --vgg ... --out vgg_evidence --report docs/vgg_evidence.md --report-only
+    python scripts/dev/vgg_evidence.py --vgg ... --out vgg_evidence --report docs/vgg_evidence.md docs/evidence.md \\
+        --report-only
 
 The VGG16 file is the one ``python -m mclir_basicsr.hed_vgg --fetch`` builds (HED's backbone, Caffe's activation
 scale). Every part runs the comparison tool (:func:`mclir_basicsr.compare.compare`) on the demo's data (EDSR x2,
@@ -20,8 +21,8 @@ so an interrupted run continues where it stopped. Parts, in the order they run:
 * ``horizon``: 4x the iterations, 3 seeds, the cheapest setting (split + 4 of 8), equal iterations;
 * ``hazy``: the official settings on the synthetic hazy set with a tiny FFA-Net, 6 seeds, equal iterations.
 
-Seeds run in two chunks, 0-2 and 3-5 (the tables merge them): main's six first, then 0-2 of every other part, then
-their 3-5, so the first answers come early.
+Seeds run in two chunks, 0-2 of every part, then 3-5 of every part (the tables merge them), so that each question
+gets a first answer early.
 
 ``--report FILE`` writes the tables of every finished arm (after each arm) between the markers of FILE;
 ``--report-only`` runs nothing.
@@ -230,7 +231,8 @@ def main(argv=None):
     p.add_argument('--out', default='vgg_evidence')
     p.add_argument('--parts', nargs='+', choices=PARTS, default=list(PARTS))
     p.add_argument('--jobs', type=int, default=2)
-    p.add_argument('--report', help='write the markdown tables here too (between its markers, if it has them)')
+    p.add_argument('--report', nargs='+', default=[], help='write the markdown tables into these pages too (between '
+                   'their markers, if they have them)')
     p.add_argument('--report-only', action='store_true', help='run nothing: the tables of the finished parts')
     args = p.parse_args(argv)
     from mclir_basicsr.demo import prepare
@@ -249,9 +251,8 @@ def main(argv=None):
             json.dump(scale, f, indent=1)
     print(json.dumps(scale), flush=True)
     results = OrderedDict()
-    # main's 6 seeds first; then seeds 0-2 of every other part, then their seeds 3-5: the first answers come early
-    order = [(0, 'main'), (1, 'main')] if 'main' in args.parts else []
-    order += [(chunk, part) for chunk in (0, 1) for part in args.parts if part != 'main']
+    # seeds 0-2 of every part, then seeds 3-5 of every part: each question gets a first answer early
+    order = [(chunk, part) for chunk in (0, 1) for part in args.parts]
     for chunk, part in order:
         if part == 'scale':
             continue
@@ -269,8 +270,8 @@ def main(argv=None):
             results.setdefault(arm, []).append(summary)
             text = report(results, scale, machine_note())
             print(text, flush=True)
-            if args.report:
-                write_report(args.report, text)
+            for page in args.report:
+                write_report(page, text)
     return 0
 
 
