@@ -183,9 +183,10 @@ def load_resume_state(opt):
     return load_state(opt)
 
 
-def load_state(opt, select=None):
+def load_state(opt, select=None, load=None):
     """:func:`load_resume_state`; ``select(opt, path)``, when given, returns the state to load instead of the one
-    found (the add-on's runs skip unreadable states)."""
+    found (the add-on's runs skip unreadable states); ``load(path, map_location)``, when given, reads it instead
+    of ``torch.load`` (the add-on's runs read states without running code)."""
     import torch
     from basicsr.utils import check_resume
 
@@ -208,7 +209,10 @@ def load_state(opt, select=None):
         device = torch.device('cuda', torch.cuda.current_device())
     else:
         device = torch.device('cpu')
-    state = torch.load(path, map_location=device, weights_only=False)
+    if load is None:
+        state = torch.load(path, map_location=device, weights_only=False)  # what BasicSR reads: its own states
+    else:
+        state = load(path, device)
     check_resume(opt, state['iter'])
     return state
 

@@ -41,9 +41,11 @@ def replacements():
 
 def load_readable_resume_state(opt):
     """W4's ``load_resume_state``, loading the newest state that is readable together with its checkpoints
-    (:func:`mclir_basicsr.preflight.readable_resume_state`), or a one-line error naming the unreadable file."""
+    (:func:`mclir_basicsr.preflight.readable_resume_state`), or a one-line error naming the unreadable file; the
+    state is read without running code (:func:`mclir_basicsr.runs.state_files.load_training_state`)."""
     from mclir_basicsr.preflight import readable_resume_state
-    return compat.load_state(opt, select=readable_resume_state)
+    from mclir_basicsr.runs.state_files import load_training_state
+    return compat.load_state(opt, select=readable_resume_state, load=load_training_state)
 
 
 def _namespaces():
