@@ -26,7 +26,7 @@ The guard: :func:`apply` patches only a BasicSR in :data:`TESTED_RANGE` (``MCLIR
 overrides), and only where every attribute a workaround touches exists with the expected
 parameters. Each workaround is applied whole or not at all; what is skipped is named in one
 :class:`BasicSRCompatWarning`. The guard also decides whether the add-on's own run behaviour
-(W6-W9, :mod:`mclir_basicsr.runs`, bound per option file by the start-up hook) may be used on this
+(W6-W11, :mod:`mclir_basicsr.runs`, bound per option file by the start-up hook) may be used on this
 BasicSR: :data:`STATUS` says so under :data:`ADDON_RUNS`.
 
 This module imports only ``os`` and ``sys`` at import time and nothing of the add-on: the start-up
@@ -288,6 +288,10 @@ TARGETS = {
         ('basicsr.test', 'test_pipeline', ('root_path',)),
         ('basicsr.train', 'build_dataset', ('dataset_opt',)),
         ('basicsr.test', 'build_dataset', ('dataset_opt',)),
+        ('basicsr.train', 'build_model', ('opt',)),
+        ('basicsr.test', 'build_model', ('opt',)),
+        ('basicsr.train', 'MessageLogger.__init__', ('self', 'opt', 'start_iter', 'tb_logger')),
+        ('basicsr.train', 'MessageLogger.__call__', ('self', 'log_vars')),
         ('basicsr.train', 'EnlargedSampler.__init__', ('self', 'dataset', 'num_replicas', 'rank', 'ratio')),
         ('basicsr.train', 'CPUPrefetcher.__init__', ('self', 'loader')),
         ('basicsr.train', 'CUDAPrefetcher.__init__', ('self', 'loader', 'opt')),

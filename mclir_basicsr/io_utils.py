@@ -37,6 +37,16 @@ def atomic_torch_save(obj, f, *args, **kwargs):
             os.remove(tmp)
 
 
+_ABORT = []  # the exception that stops every save at once (a second Ctrl-C / SIGTERM), when set
+
+
+def abort_saves(exc):
+    """Make every save under way or to come raise ``exc`` instead of retrying (None: save again). A signal
+    handler's exception raised while torch writes is turned into a RuntimeError by torch's writer, which the
+    retries would otherwise take for a failed write."""
+    _ABORT[:] = [exc] if exc is not None else []
+
+
 def save_with_retries(obj, path, what):
     """:func:`atomic_torch_save` with BasicSR's three tries. Where BasicSR then logs "Just ignore it" and trains
     on (ending without its final network or state), a failure after the tries raises :class:`SaveError`
@@ -44,9 +54,13 @@ def save_with_retries(obj, path, what):
     ``what``: 'model' or 'training state' (BasicSR's words in the log)."""
     for attempt in (2, 1, 0):
         try:
+            if _ABORT:
+                raise _ABORT[0]
             atomic_torch_save(obj, path)
             return
         except Exception as e:
+            if _ABORT:
+                raise _ABORT[0] from None
             error = e
             logger.warning(f'Save {what} error: {e}, remaining retry times: {attempt}')
             if attempt:
