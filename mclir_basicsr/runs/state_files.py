@@ -26,7 +26,8 @@ def allowed_globals():
         from numpy.core import multiarray
     reconstruct = multiarray._reconstruct
     # both spellings: a state written under NumPy 1 names numpy.core, under NumPy 2 numpy._core
-    return [np.ndarray, np.dtype, (reconstruct, 'numpy._core.multiarray._reconstruct'),
+    # the Mersenne Twister key is a uint32 array; NumPy 2 rebuilds its dtype as an instance of UInt32DType
+    return [np.ndarray, np.dtype, type(np.dtype(np.uint32)), (reconstruct, 'numpy._core.multiarray._reconstruct'),
             (reconstruct, 'numpy.core.multiarray._reconstruct')]
 
 
@@ -60,8 +61,11 @@ def load_training_state(path, map_location=None):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         refused = _refused(path)
-        what = ', '.join(refused) if refused else str(e).split('WeightsUnpickler error:')[-1].strip().splitlines()[0]
+        if refused:
+            what = f'it needs {", ".join(refused)}, which a training state never holds'
+        else:
+            what = 'it holds what a training state never holds (' + ' '.join(
+                str(e).split('WeightsUnpickler error:')[-1].split('.')[0].split()) + ')'
         raise UnsafeStateError(
-            f'{path}: refused as a training state: it needs {what}, which a training state of this add-on never '
-            'holds; it was not unpickled, so nothing in it ran. Resume only from states written by a training '
-            'run (experiments/<name>/training_states/).') from None
+            f'{path}: refused as a training state: {what}; it was not unpickled, so nothing in it ran. Resume only '
+            'from states written by a training run (experiments/<name>/training_states/).') from None
