@@ -83,7 +83,7 @@ def test_a_signal_saves_a_state_and_resume_is_bitwise(workdir, data_x2, straight
                                         'training_states/4.state', 'training_states/7.state']
     proc = train_run(workdir, opts('run', data_x2), '--auto_resume')
     assert 'Resuming training from epoch: 2, iter: 7' in proc.stderr
-    for what in ('models/net_g_latest.pth', 'models/net_g_10.pth'):
+    for what in ('models/net_g_latest.pth', 'models/net_g_8.pth'):
         _equal_states(load_output(workdir, 'run', what), load_output(straight, 'run', what))
     a, b = (load_output(w, 'run', 'training_states/8.state') for w in (workdir, straight))
     for na, nb in zip(a['negatives']['negatives'], b['negatives']['negatives']):
@@ -240,16 +240,20 @@ def test_a_full_disk_stops_the_run_with_one_line(workdir, data_x2):
 
 # --------------------------------------------------------------------------- states that cannot run code
 class _RunsCode:
+    """Unpickled, it creates the folder ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
     def __reduce__(self):
-        return (os.mkdir, (os.environ['MCLIR_TEST_MARKER'],))
+        return (os.mkdir, (self.path,))
 
 
-def test_a_state_from_elsewhere_cannot_run_code(tmp_path, data_x2, monkeypatch):
+def test_a_state_from_elsewhere_cannot_run_code(tmp_path, data_x2):
     from mclir_basicsr.runs.state_files import UnsafeStateError, load_training_state
     marker = tmp_path / 'ran'
-    monkeypatch.setenv('MCLIR_TEST_MARKER', str(marker))
     bad = tmp_path / '5.state'
-    torch.save({'iter': 5, 'payload': _RunsCode()}, bad)
+    torch.save({'iter': 5, 'payload': _RunsCode(marker)}, bad)
     with pytest.raises(UnsafeStateError, match=r'5\.state: refused as a training state: it needs posix\.mkdir'):
         load_training_state(bad)
     assert not marker.exists()
@@ -265,10 +269,10 @@ def test_a_state_from_elsewhere_cannot_run_code(tmp_path, data_x2, monkeypatch):
 def test_resume_state_from_elsewhere_is_refused_in_one_line(workdir, data_x2):
     exp = workdir / 'elsewhere'
     exp.mkdir()
-    torch.save({'iter': 5, 'payload': _RunsCode()}, exp / '5.state')
+    torch.save({'iter': 5, 'payload': _RunsCode(workdir / 'ran')}, exp / 'shared.state')
     opt = opts('refused', data_x2)
-    opt['path']['resume_state'] = str(exp / '5.state')
-    proc = train_run(workdir, opt, check=False, env={'MCLIR_TEST_MARKER': str(workdir / 'ran')})
+    opt['path']['resume_state'] = str(exp / 'shared.state')
+    proc = train_run(workdir, opt, check=False)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert 'UnsafeStateError' in proc.stderr.strip().splitlines()[-1]
     assert not (workdir / 'ran').exists()
