@@ -5,6 +5,7 @@ import os
 import pickle
 import signal
 import subprocess
+import time
 
 import pytest
 import torch
@@ -101,6 +102,34 @@ def test_a_second_signal_during_the_save_aborts_and_keeps_the_earlier_files(work
     assert load_output(workdir, 'run', 'training_states/4.state')['iter'] == 4
     proc = train_run(workdir, opts('run', data_x2, total_iter=5), '--auto_resume')
     assert 'Resuming training from epoch: 1, iter: 4' in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_with_dataloader_workers_saves(workdir, data_x2):
+    """Slurm signals every process of a job step, Ctrl-C the whole process group: the workers leave the stop to
+    the main process, which saves."""
+    opt = opts('workers', data_x2, total_iter=100000, val=False)
+    opt['logger'].update(save_checkpoint_freq=5, print_freq=1000)
+    opt['datasets']['train']['num_worker_per_gpu'] = 2
+    write_yaml(workdir / 'workers.yml', opt)
+    err = workdir / 'workers.err'
+    states = workdir / 'experiments' / 'workers' / 'training_states'
+    with open(err, 'w') as f:
+        proc = subprocess.Popen([PY, '-m', 'mclir_basicsr.train', '-opt', 'workers.yml'], cwd=workdir,
+                                stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+    try:
+        while not (states / '5.state').exists():
+            assert proc.poll() is None, err.read_text()[-3000:]
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = err.read_text()
+    assert proc.returncode == 143 and 'Traceback' not in text, text[-3000:]
+    saved = max(int(p.stem) for p in states.glob('*.state'))
+    assert f'after iteration {saved}: saved the training state {states / f"{saved}.state"}' in text
 
 
 class _Model:

@@ -5,9 +5,10 @@ LR/HR size mismatch names no file: datasets built by the pipelines of an add-on 
 :class:`NamedDataErrors`, which re-raises loading errors as :class:`DataLoadError` naming the sample's files
 (the dataset's own class is untouched).
 """
+import signal
 import sys
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from mclir_basicsr.errors import MCLIRError
 
@@ -32,6 +33,19 @@ def _size(image):
     return tuple(shape[-2:]) if shape is not None and len(shape) >= 2 else None
 
 
+_WORKER_SIGNALS = []  # set once the signals of this DataLoader worker process are ignored
+
+
+def _leave_stops_to_the_main_process():
+    """In a DataLoader worker: ignore SIGINT and SIGTERM. Ctrl-C reaches the whole process group and Slurm signals
+    every process of a job step; a worker killed by SIGTERM makes the main process fail at once ("DataLoader worker
+    exited unexpectedly") before it can save its state. The main process stops the run
+    (:mod:`mclir_basicsr.runs.interrupts`); its workers end with it."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    _WORKER_SIGNALS.append(True)
+
+
 class NamedDataErrors(Dataset):
     """A dataset whose loading errors name the sample's files; every attribute is the dataset's.
 
@@ -47,6 +61,8 @@ class NamedDataErrors(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
+        if not _WORKER_SIGNALS and get_worker_info() is not None:
+            _leave_stops_to_the_main_process()
         try:
             sample = self.dataset[index]
         except Exception as e:
