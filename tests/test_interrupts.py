@@ -93,6 +93,14 @@ def test_a_signal_saves_a_state_and_resume_is_bitwise(workdir, data_x2, straight
 
 
 @pytest.mark.slow
+def test_a_signal_during_validation_drops_it_and_saves(workdir, data_x2):
+    proc = train_signalled(workdir, opts('run', data_x2), 'SIGINT', 'validation')  # the first: at iteration 2
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert 'Validation at iteration 2 abandoned' in proc.stderr and '# psnr' not in proc.stderr
+    assert files_of(workdir, 'run') == ['models/net_g_2.pth', 'training_states/2.state']
+
+
+@pytest.mark.slow
 def test_a_second_signal_during_the_save_aborts_and_keeps_the_earlier_files(workdir, data_x2):
     proc = train_signalled(workdir, opts('run', data_x2), 'SIGINT', 7, STOP_SECOND='1')
     assert proc.returncode == 130, proc.stderr[-3000:]
@@ -164,6 +172,12 @@ def test_the_first_signal_asks_the_second_aborts_and_a_relayed_one_is_the_same_r
         with pytest.raises(RunInterrupted) as stop:
             INTERRUPTS.poll(2)
         assert stop.value.code == 143 and model.saved == [(2, 6)]  # the state of iteration 6 through model.save
+
+        INTERRUPTS.arm(model, opt)
+        INTERRUPTS.training_ended()  # the final network is saved: a signal in the final validation stops at once
+        with pytest.raises(RunInterrupted) as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.value.code == 143 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
         INTERRUPTS.arm(model, opt)
         os.kill(os.getpid(), signal.SIGINT)

@@ -60,7 +60,7 @@ class Interrupts:
         self.signum = self.received_at = None
         self.previous = {}
         self.start_iter, self.batches = 0, 0
-        self.saving = self.validating = False
+        self.saving = self.validating = self.ended = False
 
     # ------------------------------------------------------------------ arming
     def arm(self, model, opt):
@@ -97,6 +97,11 @@ class Interrupts:
     # ------------------------------------------------------------------ the signal handler
     def _handle(self, signum, frame):
         rank = dist_info()[0]
+        if self.ended:  # everything is saved: only the final validation is left
+            if rank == 0:
+                _stderr(f'{_name(signum)}: the final network is saved; stopping without the final validation.')
+            self.disarm()
+            raise RunInterrupted(128 + signum)
         if self.signum is None:
             self.signum, self.received_at = signum, time.monotonic()
             if rank == 0:
@@ -148,16 +153,18 @@ class Interrupts:
         raise RunInterrupted(128 + signum)
 
     def training_ended(self):
-        """The final network is saved: restore the handlers; a stop requested meanwhile ends the run now (the
-        final validation is skipped)."""
+        """The final network is saved: a stop requested meanwhile ends the run now, and one requested during the
+        final validation ends it at once (nothing is left to save; the handlers stay until the next run is
+        parsed, or the process ends)."""
         signum = self.signum
         if not self.armed:
             return
-        self.disarm()
+        self.ended = True
         if signum:
+            self.disarm()
             if dist_info()[0] == 0:
                 logger.warning(f'Interrupted by {_name(signum)} at the end of training: the final network is saved; '
-                             'the final validation is skipped.')
+                               'the final validation is skipped.')
             raise RunInterrupted(128 + signum)
 
     # ------------------------------------------------------------------ validation
