@@ -36,8 +36,10 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
+from mclir_basicsr.errors import MCLIRError
 
-class NegativePoolStateError(RuntimeError):
+
+class NegativePoolStateError(MCLIRError, RuntimeError):
     """A saved pool that does not fit the current options or architecture."""
 
 

@@ -19,8 +19,8 @@ import mclir_basicsr  # noqa: E402,F401  registers ModelContrastiveModel / SPNLo
 
 
 def main():
-    # SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C: temporary files are removed; the
-    # checkpoints and states on disk are whole (they are written atomically), --auto_resume continues.
+    # SIGTERM (a scheduler stopping the job) before training starts unwinds like Ctrl-C: temporary files are
+    # removed. Once an add-on run trains, both save a state first (mclir_basicsr.runs.interrupts).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     train_pipeline(os.getcwd())
 

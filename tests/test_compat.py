@@ -97,9 +97,12 @@ def test_w6_atomic_save_keeps_the_old_file_when_saving_fails(tmp_path, monkeypat
     io_utils.atomic_torch_save({'a': torch.ones(3)}, str(target))
     real_save = torch.save
 
-    def crash(obj, f, *a, **k):
-        with open(f, 'wb') as fh:
-            fh.write(b'half a checkpoint')
+    def crash(obj, f, *a, **k):  # f: the temporary file's path or its open file object
+        if isinstance(f, (str, os.PathLike)):
+            with open(f, 'wb') as fh:
+                fh.write(b'half a checkpoint')
+        else:
+            f.write(b'half a checkpoint')
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, 'save', crash)

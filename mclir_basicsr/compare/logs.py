@@ -5,7 +5,8 @@ import os
 import re
 from collections import OrderedDict
 
-_ITER_RE = re.compile(r'iter:\s*([\d,]+).*?\[eta: ([^,\]]+), time \(data\): ([\d.]+) \(([\d.]+)\)\]\s*(.*)')
+# an add-on run's line adds its speed and peak memory inside the time bracket: ", 4.7 it/s, peak mem: ..."
+_ITER_RE = re.compile(r'iter:\s*([\d,]+).*?\[eta: ([^,\]]+), time \(data\): ([\d.]+) \(([\d.]+)\)[^\]]*\]\s*(.*)')
 _LOSS_RE = re.compile(r'(\w+): ([-+\d.eE]+|nan|inf)')
 _START_RE = re.compile(r'Start training from epoch: \d+, iter: (\d+)')
 _VAL_RE = re.compile(r'Validation (\S+)')

@@ -7,12 +7,14 @@ that does not fit ``network_g`` fails with one message naming the file and what 
 """
 import torch
 
+from mclir_basicsr.errors import MCLIRError
 
-class CheckpointMismatchError(RuntimeError):
+
+class CheckpointMismatchError(MCLIRError, RuntimeError):
     """A checkpoint that does not fit network_g."""
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(MCLIRError, FloatingPointError):
     """Training produced NaN/Inf; raised before the bad step or checkpoint is taken."""
 
 

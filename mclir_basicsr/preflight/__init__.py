@@ -20,13 +20,14 @@ from mclir_basicsr.preflight.paths import (  # noqa: E402  (they raise Preflight
     IMAGE_EXTENSIONS,
     check_dataroot,
     check_dataset,
+    check_outputs,
     check_paths,
     readable_resume_state,
     unreadable,
 )
 
-__all__ = ['IMAGE_EXTENSIONS', 'PreflightError', 'check_dataroot', 'check_dataset', 'check_paths', 'check_run',
-           'readable_resume_state', 'unreadable']
+__all__ = ['IMAGE_EXTENSIONS', 'PreflightError', 'check_dataroot', 'check_dataset', 'check_outputs', 'check_paths',
+           'check_run', 'readable_resume_state', 'unreadable']
 
 
 def check_run(opt, is_train):
@@ -46,5 +47,6 @@ def check_run(opt, is_train):
             if section is not None and section['feature'] != 'pixel' and not section['download']:
                 find_weights(section['feature'], section['pretrained'], owner=owner)
     check_paths(opt)
+    check_outputs(opt)
     check_pairs(opt)
     return cfg

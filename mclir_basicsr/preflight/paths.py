@@ -101,6 +101,30 @@ def check_paths(opt):
                 raise PreflightError(f'path.{key}: {_where(value)} cannot be read: {reason}')
 
 
+def _output_folders(paths):
+    """{option key: folder} of the folders BasicSR creates for the run (``make_exp_dirs``)."""
+    skipped = ('strict_load', 'pretrain_network', 'resume', 'param_key')
+    return {key: value for key, value in paths.items()
+            if isinstance(value, str) and not any(s in key for s in skipped)}
+
+
+def check_outputs(opt):
+    """Every folder the run writes (``path.experiments_root``, ``models``, ``log``, ...): neither it nor a folder
+    above it may be an existing file (BasicSR would fail with ``NotADirectoryError`` / ``FileExistsError`` when it
+    creates it, or when it opens its log there)."""
+    for key, folder in _output_folders(opt.get('path') or {}).items():
+        here = os.path.abspath(folder)
+        while True:
+            if os.path.exists(here) and not os.path.isdir(here):
+                if here == os.path.abspath(folder):
+                    raise PreflightError(f'path.{key}: {_where(folder)} is a file, not a folder; move or rename it')
+                raise PreflightError(f'path.{key}: {here} is a file, but the run writes the folder {_where(folder)} '
+                                     'inside it; move or rename it')
+            parent = os.path.dirname(here)
+            if parent == here:
+                break
+            here = parent
+
 
 # --------------------------------------------------------------------------- checkpoints and states
 def unreadable(path):

@@ -10,7 +10,11 @@ run with ``MCLIR_BASICSR_ADDON=1``); a Real-ESRGAN, GFPGAN or plain SRModel run 
  W8    exact resume: BasicSR restarts the current epoch's data order on resume and does not
        save RNG states (:mod:`.resume`, :mod:`.resumable_data`)
  W9    data errors that name the sample's files (:mod:`.data_errors`); a resume that skips
-       an unreadable newest state (:func:`mclir_basicsr.preflight.readable_resume_state`)
+       an unreadable newest state (:func:`mclir_basicsr.preflight.readable_resume_state`) and
+       reads states without running code (:mod:`.state_files`)
+ W10   Ctrl-C / SIGTERM save a resumable state and exit 130 / 143 (:mod:`.interrupts`)
+ W11   the log line gives the speed and peak memory; tensorboard the learning rate, the speed
+       and the SPN distances in a group of their own (:mod:`.progress_log`)
 =====  ==================================================================================
 
 :func:`use` is called by the start-up hook (:mod:`mclir_basicsr._autoload`) for every option file BasicSR's
@@ -29,11 +33,14 @@ ORIGINALS = {}   # (namespace name, attribute) -> BasicSR's object, recorded bef
 
 
 def replacements():
-    """{name in the pipelines' namespaces: the add-on's object} (W8, W9)."""
+    """{name in the pipelines' namespaces: the add-on's object} (W8-W11)."""
     from mclir_basicsr.runs import resumable_data as rd  # imports basicsr: at first use
     from mclir_basicsr.runs.data_errors import build_dataset
+    from mclir_basicsr.runs.interrupts import build_model
+    from mclir_basicsr.runs.progress_log import RunLogger
     new = {'EnlargedSampler': rd.ResumableSampler, 'CPUPrefetcher': rd.ResumableCPUPrefetcher,
-           'CUDAPrefetcher': rd.ResumableCUDAPrefetcher, 'build_dataset': build_dataset}
+           'CUDAPrefetcher': rd.ResumableCUDAPrefetcher, 'build_dataset': build_dataset,
+           'build_model': build_model, 'MessageLogger': RunLogger}
     if compat.STATUS.get('W4 resume states') == 'applied':  # W4's loader, choosing the newest readable state
         new['load_resume_state'] = load_readable_resume_state
     return new
@@ -41,9 +48,11 @@ def replacements():
 
 def load_readable_resume_state(opt):
     """W4's ``load_resume_state``, loading the newest state that is readable together with its checkpoints
-    (:func:`mclir_basicsr.preflight.readable_resume_state`), or a one-line error naming the unreadable file."""
+    (:func:`mclir_basicsr.preflight.readable_resume_state`), or a one-line error naming the unreadable file; the
+    state is read without running code (:func:`mclir_basicsr.runs.state_files.load_training_state`)."""
     from mclir_basicsr.preflight import readable_resume_state
-    return compat.load_state(opt, select=readable_resume_state)
+    from mclir_basicsr.runs.state_files import load_training_state
+    return compat.load_state(opt, select=readable_resume_state, load=load_training_state)
 
 
 def _namespaces():
@@ -72,8 +81,10 @@ def _saves_atomically(model_type):
 
 
 def use(on, model_type=None):
-    """Bind W8 and W9 in the pipelines' namespaces when ``on``, and W6 on BaseModel's save methods
+    """Bind W8-W11 in the pipelines' namespaces when ``on``, and W6 on BaseModel's save methods
     for a ``model_type`` that does not save atomically itself; restore BasicSR's objects otherwise."""
+    from mclir_basicsr.runs.interrupts import INTERRUPTS
+    INTERRUPTS.disarm()  # a new option file: a new run (a run armed before in this process is over)
     new = replacements()
     remember_originals(new)
     for ns_name, ns in _namespaces().items():

@@ -10,6 +10,7 @@ import itertools
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
 
+from mclir_basicsr.runs.interrupts import INTERRUPTS
 from mclir_basicsr.runs.resume import PROGRESS, set_rng_state
 
 
@@ -47,11 +48,18 @@ class _Resumable:
     def _count(self, batch):
         if batch is not None:
             self.progress.count()
+            INTERRUPTS.count()
         return batch
+
+    def _poll(self):
+        """Where a Ctrl-C / SIGTERM stops the run: before the next batch is drawn, the state of the data and the
+        RNGs is the one a periodic save of the iteration just run holds (:mod:`.interrupts`)."""
+        INTERRUPTS.poll(self.progress.epoch)
 
 
 class ResumableCPUPrefetcher(_Resumable, CPUPrefetcher):
     def next(self):
+        self._poll()
         return self._count(super().next())
 
     def reset(self):
@@ -60,6 +68,7 @@ class ResumableCPUPrefetcher(_Resumable, CPUPrefetcher):
 
 class ResumableCUDAPrefetcher(_Resumable, CUDAPrefetcher):
     def next(self):
+        self._poll()
         return self._count(super().next())
 
     def reset(self):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mclir_basicsr.io_utils import dist_info, logger
+from mclir_basicsr.runs.interrupts import INTERRUPTS, ValidationAbandoned
 
 
 def rng_state():
@@ -124,8 +125,20 @@ class ExactResumeMixin:
         self.progress.request(resume_state['epoch'], resume_state.get('epoch_batches'), rng)
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        """The model's validation, leaving the RNG as it found it; dropped when a Ctrl-C / SIGTERM asks the run
+        to stop (the run saves its state at the next batch, :mod:`mclir_basicsr.runs.interrupts`)."""
+        if INTERRUPTS.armed and INTERRUPTS.requested:
+            return
         rng = rng_state()
+        INTERRUPTS.validating = True
         try:
             super().validation(dataloader, current_iter, tb_logger, save_img)
+        except ValidationAbandoned:
+            logger.warning(f'Validation at iteration {current_iter} abandoned: the run is stopping on a signal.')
         finally:
+            INTERRUPTS.validating = False
             set_rng_state(rng)
+
+    def test(self):
+        INTERRUPTS.check_validation()  # before each validation image
+        return super().test()

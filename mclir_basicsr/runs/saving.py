@@ -11,6 +11,7 @@ for the mixin's for that run (:func:`mclir_basicsr.runs.use`). What a training s
 import os
 
 from mclir_basicsr.io_utils import cpu_state_dict, dist_info, master_only, save_with_retries
+from mclir_basicsr.runs.interrupts import INTERRUPTS
 
 
 def basicsr_training_state(model, epoch, current_iter):
@@ -35,7 +36,8 @@ class AtomicSaveMixin:
         save_with_retries(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'), 'model')
 
     def save_training_state(self, epoch, current_iter):
-        if current_iter == -1:
+        if current_iter == -1:  # BasicSR's "latest" save at the end of training: no state, the network is saved
+            INTERRUPTS.training_ended()
             return
         build = getattr(self, 'training_state', None)  # absent on BaseModel when swapped in for an opted-in run
         state = build(epoch, current_iter) if build is not None else basicsr_training_state(self, epoch, current_iter)
