@@ -108,11 +108,11 @@ NEGATIVES = {
 SPN = {
     'type': Option('SPNLoss', one_of('SPNLoss', 'MCLIR_SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
     'loss_weight': Option(0.001, non_negative_float,
-                          'lambda: weight of the SPN term. 0.001 is the paper\'s value for VGG features (not '
-                          're-measured: no VGG weights offline). With `feature: pixel` 0.001 is a no-op; the '
-                          'demo\'s 0.1 was chosen on the demo\'s own data and seeds and was 0.17 dB worse than L1 in '
-                          'a held-out check (docs/evidence.md, "Demo"): no pixel-space value is known to help in '
-                          'general.'),
+                          'lambda: weight of the SPN term. 0.001 is the paper\'s value for torchvision\'s VGG '
+                          'features. The VGG16 file of `mclir-hed-vgg` is on Caffe\'s larger activation scale, where '
+                          'the same lambda weighs more (docs/vgg_weights.md; what helps there: '
+                          'docs/vgg_evidence.md). With `feature: pixel` 0.001 is a no-op, and no pixel-space value '
+                          'is known to help in general (docs/evidence.md).'),
     'feature': Option('vgg16', one_of(*FEATURES), 'Feature space phi: VGG features, or the pixels themselves.'),
     'layer_weights': Option({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, layer_weights,
                             'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'),
