@@ -232,12 +232,12 @@ def markdown(table, per_seed, stats, info):
         lines += [''] + _seed_table(per_seed, eq, m) + ['', _conclusion(stats, '', 'Δ PSNR', m)]
         if eq:
             lines += ['', _conclusion(stats, '_eqtime', 'Δ PSNR at equal training time', m)]
-    if eq and unequal_time_warning(stats, m):
-        lines += ['', unequal_time_warning(stats, m)]
     else:
         if eq:
             lines += ['', f'At equal training time: Δ PSNR {stats["psnr_delta_eqtime_mean"]:+.3f} dB, '
                           f'Δ SSIM {stats["ssim_delta_eqtime_mean"]:+.4f}.']
         lines += ['', 'One seed: differences of a few hundredths of a dB are within seed-to-seed noise at this '
                       'scale; use several seeds (`--seeds 0 1 2`) before concluding.']
+    if eq and unequal_time_warning(stats, m):
+        lines += ['', unequal_time_warning(stats, m)]
     return '\n'.join(lines) + '\n'
