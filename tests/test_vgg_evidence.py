@@ -22,11 +22,14 @@ def chunk(seeds, deltas, eq=None):
 
 def test_chunks_merge_into_one_arm():
     st = ev.merged_stats([chunk([0, 1, 2], [0.1, 0.0, 0.05], [-1.0, -1.1, -0.9]),
-                          chunk([3, 4, 5], [0.02, -0.01, 0.04], [-1.0, -1.2, -1.0])])
-    assert st['seeds'] == [0, 1, 2, 3, 4, 5]
+                          chunk([3, 4, 5], [0.02, -0.01, 0.04])])  # equal time on the first chunk only
+    assert st['seeds'] == [0, 1, 2, 3, 4, 5] and st['']['n'] == 6 and st['_eqtime']['n'] == 3
+    assert st['_eqtime']['mean'] == pytest.approx(-1.0) and len(st['eqtime_iters']) == 3
     m, sd, se, t = paired_stats([0.1, 0.0, 0.05, 0.02, -0.01, 0.04])
     assert st['']['mean'] == pytest.approx(m) and st['']['se'] == pytest.approx(se) and st['']['t'] == pytest.approx(t)
     assert st['']['wins'] == 4 and st['_eqtime']['wins'] == 0 and st['time_ratio'] == pytest.approx(20)
+    assert '| official | equal time | 3 |' in ev.report({'official': [chunk([0, 1, 2], [0.1, 0.0, 0.05], [-1.0, -1.1, -0.9]),
+                                                                   chunk([3, 4, 5], [0.02, -0.01, 0.04])]}, {}, 'm')
 
 
 def test_report_rows_and_markers(tmp_path):

@@ -19,10 +19,11 @@ so an interrupted run continues where it stopped. Parts, in the order they run:
 * ``sweep``: lambda_matched / 10, lambda_matched and 10 lambda_matched at the official settings (equal iterations);
 * ``control``: random VGG16 weights at the lambda that gives the official run's term size (equal iterations);
 * ``horizon``: 4x the iterations, 3 seeds, the cheapest setting (split + 4 of 8), equal iterations;
-* ``hazy``: the official settings on the synthetic hazy set with a tiny FFA-Net, 6 seeds, equal iterations.
+* ``hazy``: the official settings on the synthetic hazy set with a tiny FFA-Net, 6 seeds, equal iterations;
+* ``sweep_high``: 10 x the paper's 0.001 (300 lambda_matched), equal iterations.
 
-Seeds run in two chunks, 0-2 of every part, then 3-5 of every part (the tables merge them), so that each question
-gets a first answer early.
+Seeds run in two chunks (the tables merge them): seeds 0-2 of every part, main's 3-5, sweep_high's 0-2, then 3-5
+of the rest, so that each question gets a first answer early. Equal time runs on seeds 0-2 only.
 
 ``--report FILE`` writes the tables of every finished arm (after each arm) between the markers of FILE;
 ``--report-only`` runs nothing.
@@ -47,7 +48,7 @@ ITERS = 1000
 GT_SIZE = 32
 SEEDS = (0, 1, 2, 3, 4, 5)
 FEW_SEEDS = (0, 1, 2)
-PARTS = ('scale', 'main', 'sweep', 'control', 'horizon', 'hazy')
+PARTS = ('scale', 'main', 'sweep', 'control', 'horizon', 'hazy', 'sweep_high')
 
 
 def spn_opt(vgg, weight):
@@ -119,6 +120,9 @@ def arms(part, vgg, scale, data_root, hazy_root):
         base = _demo_base(data_root, ITERS, 'vggev_l1')
         for arm, w in (('lambda_matched', lam), ('lambda_matched_x10', lam * 10), ('lambda_matched_div10', lam / 10)):
             out[arm] = (base, add_spn(base, spn_opt(vgg, w), negatives()), SEEDS, False)
+    elif part == 'sweep_high':
+        base = _demo_base(data_root, ITERS, 'vggev_l1')
+        out['lambda_0.01'] = (base, add_spn(base, spn_opt(vgg, 10 * PAPER_LAMBDA), negatives()), SEEDS, False)
     elif part == 'control':
         base = _demo_base(data_root, ITERS, 'vggev_l1')
         out['random_vgg'] = (base, add_spn(base, spn_opt(scale['random_file'], PAPER_LAMBDA * scale['ratio']),
@@ -162,19 +166,20 @@ def merged_stats(summaries):
     rows = [r for s in summaries for r in s['per_seed']]
     st = OrderedDict(seeds=[r['seed'] for r in rows])
     for suffix in ('', '_eqtime'):
-        if all(f'psnr_delta{suffix}' in r for r in rows):
-            deltas = [r[f'psnr_delta{suffix}'] for r in rows]
-            st[suffix] = dict(zip(('mean', 'std', 'se', 't'), paired_stats(deltas)), wins=sum(d > 0 for d in deltas))
+        deltas = [r[f'psnr_delta{suffix}'] for r in rows if f'psnr_delta{suffix}' in r]
+        if deltas:
+            st[suffix] = dict(zip(('mean', 'std', 'se', 't'), paired_stats(deltas)), wins=sum(d > 0 for d in deltas),
+                              n=len(deltas))
     st['time_ratio'] = mean([r['s_per_iter_spn'] for r in rows]) / mean([r['s_per_iter_baseline'] for r in rows])
     st['psnr_baseline'] = mean([r['psnr_baseline'] for r in rows])
     if '_eqtime' in st:
-        st['eqtime_iters'] = [r['iters_baseline_eqtime'] for r in rows]
-        st['eqtime_gaps'] = [r['eqtime_time_gap'] for r in rows]
+        st['eqtime_iters'] = [r['iters_baseline_eqtime'] for r in rows if 'iters_baseline_eqtime' in r]
+        st['eqtime_gaps'] = [r['eqtime_time_gap'] for r in rows if 'eqtime_time_gap' in r]
     return st
 
 
 def _row(arm, st, suffix, what):
-    d, n = st[suffix], len(st['seeds'])
+    d, n = st[suffix], st[suffix]['n']
     return (f'| {arm} | {what} | {n} | {st["psnr_baseline"]:.3f} | {d["mean"]:+.3f} | {d["std"]:.3f} | '
             f'{d["se"]:.3f} | {d["t"]:+.2f} | {d["wins"]}/{n} | {st["time_ratio"]:.2f}x |')
 
@@ -252,7 +257,10 @@ def main(argv=None):
     print(json.dumps(scale), flush=True)
     results = OrderedDict()
     # seeds 0-2 of every part, then seeds 3-5 of every part: each question gets a first answer early
-    order = [(chunk, part) for chunk in (0, 1) for part in args.parts]
+    first = [part for part in args.parts if part != 'sweep_high']
+    order = [(0, part) for part in first] + [(1, 'main')] * ('main' in first)
+    order += [(0, 'sweep_high')] * ('sweep_high' in args.parts)
+    order += [(1, part) for part in args.parts if part != 'main']
     for chunk, part in order:
         if part == 'scale':
             continue
@@ -263,6 +271,7 @@ def main(argv=None):
             chunk_seeds = list(seeds)[3 * chunk:3 * chunk + 3]
             if not chunk_seeds:
                 continue
+            eq = eq and chunk == 0  # equal time on seeds 0-2 only: its verdict needs fewer seeds (see the report)
             folder = arm if chunk == 0 else f'{arm}_seeds{chunk_seeds[0]}-{chunk_seeds[-1]}'
             summary = run_arm(out, folder, base, method, chunk_seeds, eq, args.jobs, args.report_only)
             if summary is None:
