@@ -148,6 +148,14 @@ class _Model:
         self.saved.append((epoch, current_iter))
 
 
+@pytest.fixture(autouse=True)
+def python_default_sigint():
+    """Python's own SIGINT handler during each test, as in a terminal: a shell that starts the suite in the
+    background hands its processes SIGINT ignored, and the tests check that the handlers found are restored."""
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, found)
+
 def test_the_first_signal_asks_the_second_aborts_and_a_relayed_one_is_the_same_request(tmp_path, monkeypatch):
     from mclir_basicsr.runs.interrupts import INTERRUPTS, RELAYED_WITHIN_S, RunInterrupted
     opt = {'path': {'training_states': str(tmp_path), 'models': str(tmp_path)}, 'dist': False}
