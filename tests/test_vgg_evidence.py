@@ -49,7 +49,7 @@ def test_every_arm_is_a_valid_option_set(tmp_path):
     scale = {'ratio': 30.3, 'lambda_matched': 3.3e-5, 'random_file': str(tmp_path / 'r.pth')}
     seen = set()
     for part in ev.PARTS[1:]:
-        for arm, (base, method, seeds, eq) in ev.arms(part, str(tmp_path / 'v.pth'), scale, str(tmp_path / 'd'),
+        for arm, (base, method, seeds, _eq) in ev.arms(part, str(tmp_path / 'v.pth'), scale, str(tmp_path / 'd'),
                                                       str(tmp_path / 'h')).items():
             cfg = parse_mclir_options(method)
             assert cfg.spn['feature'] == 'vgg16' and cfg.negatives['update_every'] == [100, 200, 500, 1000]
