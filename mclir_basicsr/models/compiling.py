@@ -34,7 +34,7 @@ class CompiledOrEager:
             self._fall_back(e)
 
     def _fall_back(self, error):
-        self.failed = f'{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ""}'
+        self.failed = _reason(error)
         get_root_logger().warning(f'MCLIR: torch.compile of {self.name} is not available here ({self.failed}); '
                                   'training runs it eagerly.')
 
@@ -53,6 +53,17 @@ class CompiledOrEager:
             get_root_logger().info(f'MCLIR: torch.compile of {self.name} (mode {self.mode}, backend {self.backend}): '
                                    f'first call, compilation included, {self.seconds:.1f} s.')
         return out
+
+
+def _reason(error):
+    """The failure in one line: the innermost cause (torch wraps a backend's error, e.g. a missing C++ compiler,
+    in BackendCompilerFailed), named after the outer error when they differ."""
+    inner = error
+    while inner.__cause__ is not None or getattr(inner, 'inner_exception', None) is not None:
+        inner = inner.__cause__ or inner.inner_exception
+    text = next((line.strip() for line in str(inner).splitlines() if line.strip()), '')
+    outer = '' if inner is error else f'{type(error).__name__}, '
+    return f'{outer}{type(inner).__name__}: {text}'
 
 
 def compile_network(net, options):
