@@ -6,11 +6,12 @@ a :class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option
 this module (``python -m mclir_basicsr.options``) and a test keeps the two equal.
 """
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Optional
 
 from mclir_basicsr.official_options import OFFICIAL, OFFICIAL_NEGATIVE_KEYS, from_official
-from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_mean: part of this module's API)
+from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_mean, Option, validate_section: API)
     MCLIROptionError,
+    Option,
     boolean,
     boolean_or_auto,
     did_you_mean,
@@ -25,6 +26,7 @@ from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_m
     optional_str,
     positive_int,
     unit_float,
+    validate_section,
 )
 
 VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed here to stay torch-free
@@ -53,14 +55,6 @@ def dtype_or_none(name):
 
 
 # --------------------------------------------------------------------------- the definitions
-@dataclass(frozen=True)
-class Option:
-    default: Any
-    check: Callable
-    doc: str
-    required: bool = False
-
-
 NEGATIVES = {
     'update_every': Option([100, 200, 500, 1000], list_of(positive_int),
                            'Refresh period (iterations) of each negative model; its length is K.'),
@@ -224,30 +218,6 @@ class MCLIRConfig:
     @property
     def num_negatives(self):
         return len(self.negatives['update_every']) if self.negatives is not None else 0
-
-
-def _unknown_keys(path, given, known):
-    for key in given:
-        if key not in known:
-            raise MCLIROptionError(f'{path}.{key}: unknown option{did_you_mean(key, known)}; '
-                                   f'known: {", ".join(known)}')
-
-
-def validate_section(path, given, spec):
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
-        fail(path, 'a mapping', given)
-    _unknown_keys(path, given, spec)
-    out = {}
-    for key, option in spec.items():
-        if key in given:
-            out[key] = option.check(f'{path}.{key}', given[key])
-        elif option.required:
-            raise MCLIROptionError(f'{path}.{key}: required ({option.doc})')
-        else:
-            out[key] = option.default
-    return out
 
 
 def _spn_sections(train):

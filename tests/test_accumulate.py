@@ -4,9 +4,10 @@ N x B batches, and exact resume through BasicSR's pipeline."""
 import pytest
 import torch
 
-from helpers import load_output, train_options, train_run
 from mclir_basicsr.models.model_contrastive_model import StepLog, micro_batches
 from mclir_basicsr.options import MCLIROptionError, accumulation, compile_options, parse_mclir_options
+
+from helpers import load_output, train_options, train_run
 
 PIXEL = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 2], 'decay': [0.5, 0.9], 'init_decay': 0.2}

@@ -6,9 +6,10 @@ import logging
 import pytest
 import torch
 
-from helpers import load_output, train_options, train_run
 from mclir_basicsr.history import NegativePool
 from mclir_basicsr.models.compiling import CompiledOrEager, compiled_forward
+
+from helpers import load_output, train_options, train_run
 
 PIXEL = {'type': 'SPNLoss', 'loss_weight': 0.3, 'feature': 'pixel'}
 NEG = {'update_every': [1, 2, 3], 'decay': 0.5, 'init_decay': 0.2, 'split_batch': True}
