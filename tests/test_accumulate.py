@@ -186,3 +186,49 @@ def test_pipeline_accumulated_run_matches_one_batch_of_n_times_b(workdir, data_x
     b = load_output(workdir, 'one', 'models/net_g_latest.pth')['params']
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_ddp_all_reduces_once_per_optimiser_step(tmp_path, data_x2):
+    """DDP (one gloo rank in this process): the gradient all-reduce runs with the step's last micro-batch only."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from helpers import free_port
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0, world_size=1)
+    try:
+        model = _build(tmp_path, data_x2, dict(PIXEL), {'split_batch': True}, 4, 1)
+        model.net_g = DistributedDataParallel(model.net_g)
+        reduced = []
+
+        def hook(state, bucket):
+            reduced.append(bucket.index())
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+        model.net_g.register_comm_hook(None, hook)
+        g = torch.Generator().manual_seed(4)
+        for it in (1, 2):
+            model.feed_data({'lq': torch.rand(4, 3, 8, 8, generator=g), 'gt': torch.rand(4, 3, 16, 16, generator=g)})
+            model.optimize_parameters(it)
+            assert reduced == [0] * it  # one bucket, reduced once per step (4 micro-batches)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_accumulated_run_matches_one_batch(workdir, data_x2):
+    from helpers import has_torchrun, train_on_two_ranks
+    if not has_torchrun():
+        pytest.skip('torchrun not installed')
+    runs = {}
+    for name, accumulate, batch in (('ddp_acc', 2, 1), ('ddp_one', 1, 2)):
+        opt = _run_opts(name, data_x2, 3, accumulate=accumulate, batch=batch)
+        opt['datasets']['train']['dataset_enlarge_ratio'] = 4  # 2 ranks x 2 samples per step: 6 steps per epoch
+        train_on_two_ranks(workdir, opt)
+        runs[name] = load_output(workdir, name, 'training_states/2.state')
+    fingerprints = runs['ddp_acc']['negatives_fingerprints']
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    a = load_output(workdir, 'ddp_acc', 'models/net_g_latest.pth')['params']
+    b = load_output(workdir, 'ddp_one', 'models/net_g_latest.pth')['params']
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
