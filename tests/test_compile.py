@@ -142,3 +142,25 @@ def test_inductor_run_through_the_pipeline_logs_compile_time_and_saves_plain_key
         'torch.compile of network_g (EDSR) is not available here' in out
     params = load_output(workdir, 'ind', 'models/net_g_latest.pth')['params']
     assert params and not any('_orig_mod' in k for k in params)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_compiled_and_accumulated(workdir, data_x2):
+    """DDP with the compiled forward inside DDP's eager wrapper and 2 micro-batches per step: the ranks stay in
+    sync, and the weights equal an eager run's (backend eager: the same operations)."""
+    from helpers import has_torchrun, train_on_two_ranks
+    if not has_torchrun():
+        pytest.skip('torchrun not installed')
+    params = {}
+    for name, extra in (('ddp_c', {'compile': True, 'compile_backend': 'eager'}), ('ddp_e', {})):
+        opt = train_options(name, data_x2, total_iter=2, spn=dict(PIXEL), negatives=dict(NEG), val=False,
+                            extra_train=dict(extra, accumulate=2))
+        opt['datasets']['train'].update(batch_size_per_gpu=2, dataset_enlarge_ratio=4)
+        proc = train_on_two_ranks(workdir, opt)
+        assert ('first call, compilation included' in proc.stdout + proc.stderr) == (name == 'ddp_c')
+        state = load_output(workdir, name, 'training_states/2.state')
+        assert state['negatives_fingerprints'][0] == state['negatives_fingerprints'][1]
+        params[name] = load_output(workdir, name, 'models/net_g_latest.pth')['params']
+    assert not any('_orig_mod' in k for k in params['ddp_c'])
+    for k, v in params['ddp_e'].items():
+        torch.testing.assert_close(params['ddp_c'][k], v)
