@@ -10,7 +10,7 @@ which waits for ``import basicsr``. When BasicSR's package has finished importin
 2. applies the fixes for upstream breakage and their guard (:func:`mclir_basicsr.compat.apply`);
 3. where BasicSR's ``parse_options`` is the one the guard knows, wraps it once more: an add-on run's whole option
    file is checked before anything is written (:func:`mclir_basicsr.preflight.check_run`), and where the guard
-   allows the add-on's run behaviour (W6-W11), it is switched on for an add-on run (a model of the add-on's, or
+   allows the add-on's run behaviour (W6-W12), it is switched on for an add-on run (a model of the add-on's, or
    every run with ``MCLIR_BASICSR_ADDON=1``) and off for any other (:func:`mclir_basicsr.runs.use`); an
    installed BasicSR script's outputs of an add-on run go to the working directory (W7);
 4. makes the add-on's user errors (:class:`mclir_basicsr.errors.MCLIRError`) print as one line without a
@@ -54,7 +54,7 @@ def activate():
 
 
 def _runs_allowed():
-    """The guard lets the add-on's run behaviour (W6-W11) be used on this BasicSR (and it was not switched off)."""
+    """The guard lets the add-on's run behaviour (W6-W12) be used on this BasicSR (and it was not switched off)."""
     return compat.STATUS.get(compat.ADDON_RUNS) == 'applied'
 
 

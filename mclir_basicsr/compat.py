@@ -26,7 +26,7 @@ The guard: :func:`apply` patches only a BasicSR in :data:`TESTED_RANGE` (``MCLIR
 overrides), and only where every attribute a workaround touches exists with the expected
 parameters. Each workaround is applied whole or not at all; what is skipped is named in one
 :class:`BasicSRCompatWarning`. The guard also decides whether the add-on's own run behaviour
-(W6-W11, :mod:`mclir_basicsr.runs`, bound per option file by the start-up hook) may be used on this
+(W6-W12, :mod:`mclir_basicsr.runs`, bound per option file by the start-up hook) may be used on this
 BasicSR: :data:`STATUS` says so under :data:`ADDON_RUNS`.
 
 This module imports only ``os`` and ``sys`` at import time and nothing of the add-on: the start-up
@@ -38,7 +38,7 @@ import sys
 
 TESTED_RANGE = ((1, 4, 2), (1, 5))   # BasicSR >= 1.4.2, < 1.5 (PyPI 1.4.2 and the master branch)
 FORCE_ENV = 'MCLIR_BASICSR_COMPAT'   # 'force': apply on an untested BasicSR version too
-ADDON_ENV = 'MCLIR_BASICSR_ADDON'    # '1': add-on behaviour (W6-W11) for every model_type; '0': for none
+ADDON_ENV = 'MCLIR_BASICSR_ADDON'    # '1': add-on behaviour (W6-W12) for every model_type; '0': for none
 OFF_VALUES = ('0', 'false', 'no', 'off')
 
 STATUS = {}  # workaround name -> 'applied' or 'skipped: <why>' (filled by apply)
@@ -386,7 +386,7 @@ def _apply_w5():
 
 
 def _apply_addon_runs():
-    """Nothing to patch: the start-up hook binds W6-W11 per option file when :data:`STATUS` allows it."""
+    """Nothing to patch: the start-up hook binds W6-W12 per option file when :data:`STATUS` allows it."""
 
 
 _APPLY = {'W2 CPU launcher': _apply_w2, 'W3 --local-rank': _apply_w3, 'W4 resume states': _apply_w4,
@@ -405,7 +405,7 @@ def _warn_skipped(version, skipped):
 
 
 def apply(addon_runs=True):
-    """Apply W2-W5 to an imported BasicSR, and decide whether the add-on's run behaviour (W6-W11) may be used
+    """Apply W2-W5 to an imported BasicSR, and decide whether the add-on's run behaviour (W6-W12) may be used
     (not when ``addon_runs`` is False or ``MCLIR_BASICSR_ADDON=0``). Each workaround whole or not at all (see
     :func:`plan`); warns once per process. Idempotent."""
     global _APPLIED

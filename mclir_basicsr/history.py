@@ -147,6 +147,7 @@ class AveragedCopy:
                                      fresh_weight)
         self.module.requires_grad_(False).eval()
         self.dtype, self.autocast, self.channels_last = dtype, autocast, channels_last
+        self.forward = None  # a function (module, x) -> y run in place of module(x), e.g. a compiled forward
         if dtype != torch.float32:
             self.module.to(dtype=dtype)
         if channels_last:
@@ -170,7 +171,7 @@ class AveragedCopy:
         if self.dtype != torch.float32 and self.autocast is None:
             x = x.to(self.dtype)
         with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            return self.module(x).float()
+            return (self.module(x) if self.forward is None else self.forward(self.module, x)).float()
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,18 @@ class Routing:
     def select(self, x: torch.Tensor) -> torch.Tensor:
         """The used samples of a batch tensor (x itself when every sample is used)."""
         return x if self.samples is None else x.index_select(0, self.samples.to(x.device))
+
+    def part(self, start: int, stop: int) -> 'Routing':
+        """The routing of the batch's samples start..stop-1 (a micro-batch of an accumulated step), indices
+        relative to ``start``: a step is routed once over all its samples, then each micro-batch takes its part."""
+        if self.samples is None:
+            return Routing(None, None if self.owners is None else self.owners[start:stop])
+        mask = (self.samples >= start) & (self.samples < stop)
+        return Routing(self.samples[mask] - start, None if self.owners is None else self.owners[mask])
+
+    def used(self, batch: int) -> int:
+        """How many of a batch of ``batch`` samples the SPN term uses."""
+        return batch if self.samples is None else int(self.samples.numel())
 
 
 def step_generator(seed: int, iteration: int) -> torch.Generator:
@@ -213,6 +226,12 @@ class NegativePool:
         device = next(iter(net.parameters())).device
         self.copies = [AveragedCopy(net, make_fresh().to(device) if self.init_decay > 0 else None, self.init_decay,
                                     dtype, autocast, channels_last) for _ in self.update_every]
+
+    def use_forward(self, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+        """Run every negative as ``forward(module, x)`` (one function for the K copies: e.g. the architecture's
+        forward compiled once, :mod:`mclir_basicsr.models.compiling`)."""
+        for c in self.copies:
+            c.forward = forward
 
     @property
     def negatives(self) -> List[nn.Module]:

@@ -2,7 +2,7 @@
 logs them when it is built, before the first iteration). A mistake that would make the run wrong is an error of
 :mod:`mclir_basicsr.options` instead; these are the ones a run survives, silently doing less than the file says.
 """
-from mclir_basicsr.options import OFFICIAL, SECTIONS, did_you_mean
+from mclir_basicsr.options import OFFICIAL, SECTIONS, accumulation, did_you_mean
 
 # What BasicSR's SRModel and training pipeline read from `train` (the add-on's own keys are in SECTIONS/OFFICIAL).
 BASICSR_TRAIN_KEYS = ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt')
@@ -44,9 +44,12 @@ def _samples(opt, negatives, path):
     if negatives is None or negatives['samples_per_step'] is None:
         return []
     batch = ((opt.get('datasets') or {}).get('train') or {}).get('batch_size_per_gpu')
-    if isinstance(batch, int) and negatives['samples_per_step'] >= batch:
-        return [f'{path}.samples_per_step: {negatives["samples_per_step"]} is not fewer than '
-                f'datasets.train.batch_size_per_gpu ({batch}): the whole batch is used']
+    n = accumulation(opt)
+    if isinstance(batch, int) and negatives['samples_per_step'] >= batch * n:
+        what = f'datasets.train.batch_size_per_gpu ({batch})' if n == 1 else \
+            f'the samples of a step (datasets.train.batch_size_per_gpu x train.accumulate: {batch * n})'
+        return [f'{path}.samples_per_step: {negatives["samples_per_step"]} is not fewer than {what}: the whole '
+                'batch is used']
     return []
 
 

@@ -6,11 +6,12 @@ a :class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option
 this module (``python -m mclir_basicsr.options``) and a test keeps the two equal.
 """
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Optional
 
 from mclir_basicsr.official_options import OFFICIAL, OFFICIAL_NEGATIVE_KEYS, from_official
-from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_mean: part of this module's API)
+from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_mean, Option, validate_section: API)
     MCLIROptionError,
+    Option,
     boolean,
     boolean_or_auto,
     did_you_mean,
@@ -25,6 +26,7 @@ from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_m
     optional_str,
     positive_int,
     unit_float,
+    validate_section,
 )
 
 VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed here to stay torch-free
@@ -53,14 +55,6 @@ def dtype_or_none(name):
 
 
 # --------------------------------------------------------------------------- the definitions
-@dataclass(frozen=True)
-class Option:
-    default: Any
-    check: Callable
-    doc: str
-    required: bool = False
-
-
 NEGATIVES = {
     'update_every': Option([100, 200, 500, 1000], list_of(positive_int),
                            'Refresh period (iterations) of each negative model; its length is K.'),
@@ -95,9 +89,11 @@ NEGATIVES = {
     'split_batch': Option(False, boolean,
                           'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives '
                           'cost one batch in total. Unbiased: the term averaged over K rotations is the full one. '
-                          'Needs batch_size_per_gpu >= K.'),
+                          'Needs batch_size_per_gpu x `train.accumulate` >= K (routing is over the step\'s '
+                          'samples).'),
     'samples_per_step': Option(None, optional_positive_int,
-                               'The SPN term on this many samples of each (local) batch, drawn at random each step '
+                               'The SPN term on this many samples of each (local) step (all its micro-batches), '
+                               'drawn at random each step '
                                '(from the run\'s seed and the iteration: the same on every rank and after a resume); '
                                'only they go through the negatives and VGG. The term is their mean, so its '
                                'expectation over the draws is the full-batch term (docs/cost.md). With `split_batch` '
@@ -180,6 +176,24 @@ TRAIN = {
     'use_grad_clip': Option(None, optional_positive_float,
                             'Clip the gradient norm of network_g to this before each optimiser step (as the official '
                             'fork\'s models; its example files\' `use_grad_norm` was never read, there or here).'),
+    'accumulate': Option(1, positive_int,
+                         'Gradient accumulation: each optimiser step sums the gradients of this many micro-batches of '
+                         '`datasets.train.batch_size_per_gpu` samples (effective batch: accumulate x '
+                         'batch_size_per_gpu per GPU); the data loader hands one iteration the step\'s samples and '
+                         'the model runs them a micro-batch at a time, so activation memory is one micro-batch\'s. '
+                         '`total_iter`, the scheduler, EMA, the negatives\' refresh, logging and saving count '
+                         'optimiser steps. traiNNer-redux\'s `datasets.train.accum_iter` is read as this '
+                         '(docs/accumulate_and_compile.md).'),
+    'compile': Option(False, boolean,
+                      'torch.compile the training forward of network_g and of the negatives (one compiled function '
+                      'serves all K); validation, checkpoints and states stay eager with plain keys. Unavailable or '
+                      'failing compilation falls back to eager with one warning. traiNNer-redux\'s top-level '
+                      '`use_compile` is read as this (docs/accumulate_and_compile.md).'),
+    'compile_mode': Option('default', one_of('default', 'reduce-overhead', 'max-autotune',
+                                             'max-autotune-no-cudagraphs'),
+                           'torch.compile\'s `mode`. traiNNer-redux\'s top-level `compile_mode` is read as this.'),
+    'compile_backend': Option('inductor', optional_str,
+                              'torch.compile\'s `backend` (`inductor`; `aot_eager` or `eager` to debug).'),
 }
 
 SECTIONS = {'train': TRAIN, 'train.negatives': NEGATIVES, 'train.spn_opt': SPN, 'train.cr_opt': CR,
@@ -194,6 +208,8 @@ class MCLIRConfig:
     amp: Optional[str] = None  # train.amp: None, 'bfloat16' or 'float16'
     cr: Optional[dict] = None  # train.cr_opt
     uncertainty: Optional[dict] = None  # train.uncertainty_opt
+    accumulate: int = 1  # train.accumulate: micro-batches per optimiser step
+    compile: Optional[dict] = None  # {'mode', 'backend'} when train.compile is on
 
     @property
     def spn_on(self):
@@ -202,30 +218,6 @@ class MCLIRConfig:
     @property
     def num_negatives(self):
         return len(self.negatives['update_every']) if self.negatives is not None else 0
-
-
-def _unknown_keys(path, given, known):
-    for key in given:
-        if key not in known:
-            raise MCLIROptionError(f'{path}.{key}: unknown option{did_you_mean(key, known)}; '
-                                   f'known: {", ".join(known)}')
-
-
-def validate_section(path, given, spec):
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
-        fail(path, 'a mapping', given)
-    _unknown_keys(path, given, spec)
-    out = {}
-    for key, option in spec.items():
-        if key in given:
-            out[key] = option.check(f'{path}.{key}', given[key])
-        elif option.required:
-            raise MCLIROptionError(f'{path}.{key}: required ({option.doc})')
-        else:
-            out[key] = option.default
-    return out
 
 
 def _spn_sections(train):
@@ -266,6 +258,9 @@ def _normalise_negatives(neg, path):
 def _check_split_batch(opt, neg, path):
     train_set = (opt.get('datasets') or {}).get('train') or {}
     batch, k, n = train_set.get('batch_size_per_gpu'), len(neg['update_every']), neg['samples_per_step']
+    accumulate = accumulation(opt)
+    if is_number(batch):  # routing is over the step's samples: every micro-batch of an accumulated step
+        batch = batch * accumulate
     if neg['split_batch'] and n is not None and n < k:
         raise MCLIROptionError(
             f'{path}.samples_per_step: {n} is fewer than the number of negatives K ({k}); with split_batch each '
@@ -273,8 +268,9 @@ def _check_split_batch(opt, neg, path):
             f'samples_per_step >= {k}, fewer negatives, or split_batch: false')
     if neg['split_batch'] and is_number(batch) and batch < k:
         raise MCLIROptionError(
-            f'{path}.split_batch: needs datasets.train.batch_size_per_gpu ({batch}) >= the number of negatives '
-            f'K ({k}), so that every negative meets at least one sample per step; raise the batch size, use fewer '
+            f'{path}.split_batch: needs datasets.train.batch_size_per_gpu'
+            f'{"" if accumulate == 1 else " x train.accumulate"} ({batch}) >= the number of negatives K ({k}), so '
+            'that every negative meets at least one sample per step; raise the batch size, use fewer '
             'negatives, or set split_batch: false')
 
 
@@ -330,18 +326,51 @@ def parse_mclir_options(opt):
         fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
     amp = TRAIN['amp'].check('train.amp', train.get('amp'))
     TRAIN['use_grad_clip'].check('train.use_grad_clip', train.get('use_grad_clip'))
+    loop = {'accumulate': accumulation(opt), 'compile': compile_options(opt)}
     cr = _optional_section(train, 'cr_opt', amp)
     uncertainty = _optional_section(train, 'uncertainty_opt', amp)
     given_neg, given_spn, path_neg, path_spn, official = _spn_sections(train)
     if given_spn is None and uncertainty is None:
-        return MCLIRConfig(negatives=None, spn=None, official=False, amp=amp, cr=cr)
+        return MCLIRConfig(negatives=None, spn=None, official=False, amp=amp, cr=cr, **loop)
     neg = _follow_amp(_normalise_negatives(validate_section(path_neg, given_neg, NEGATIVES), path_neg), given_neg, amp)
     _check_split_batch(opt, neg, path_neg)
     spn = None
     if given_spn is not None:
         spn = _follow_amp(validate_section(path_spn, given_spn, SPN), given_spn, amp)
         _check_spn(spn, path_spn)  # (path_spn: train.spn_opt, or the fork's train.perceptual_opt)
-    return MCLIRConfig(negatives=neg, spn=spn, official=official, amp=amp, cr=cr, uncertainty=uncertainty)
+    return MCLIRConfig(negatives=neg, spn=spn, official=official, amp=amp, cr=cr, uncertainty=uncertainty, **loop)
+
+
+def _alias(opt, key, alias_path, alias_value):
+    """``train.<key>`` validated, or traiNNer-redux's spelling of it (``alias_path``) when only that is given; both
+    given with different values is an error naming both."""
+    train = opt.get('train') or {}
+    option = TRAIN[key]
+    if alias_value is not None and key in train and option.check(f'train.{key}', train[key]) != \
+            option.check(alias_path, alias_value):
+        raise MCLIROptionError(f'train.{key} ({train[key]!r}) and {alias_path} ({alias_value!r}) are both set and '
+                               f'differ; keep one (train.{key} is this add-on\'s spelling)')
+    if key in train:
+        return option.check(f'train.{key}', train[key])
+    if alias_value is not None:
+        return option.check(alias_path, alias_value)
+    return option.default
+
+
+def accumulation(opt):
+    """Micro-batches per optimiser step: ``train.accumulate`` or traiNNer-redux's ``datasets.train.accum_iter``
+    (1 when neither is set). Reads the option dict only: the data loader's side calls it too."""
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    return _alias(opt, 'accumulate', 'datasets.train.accum_iter', train_set.get('accum_iter'))
+
+
+def compile_options(opt):
+    """{'mode', 'backend'} when ``train.compile`` (or traiNNer-redux's top-level ``use_compile``) is on, else None;
+    the mode from ``train.compile_mode`` or the top-level ``compile_mode``."""
+    if not _alias(opt, 'compile', 'use_compile', opt.get('use_compile')):
+        return None
+    return {'mode': _alias(opt, 'compile_mode', 'compile_mode', opt.get('compile_mode')),
+            'backend': _alias(opt, 'compile_backend', 'compile_backend', None)}
 
 
 def _follow_amp(section, given, amp):

@@ -5,6 +5,8 @@ what was expected. Standard library only.
 """
 import difflib
 import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from mclir_basicsr.errors import MCLIRError
 
@@ -164,3 +166,36 @@ def mapping(path, v, example=''):
     if not isinstance(v, dict):
         fail(path, 'a mapping' + (f', e.g. {example}' if example else ''), v)
     return v
+
+
+# --------------------------------------------------------------------------- a section of options
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    check: Callable
+    doc: str
+    required: bool = False
+
+
+def _unknown_keys(path, given, known):
+    for key in given:
+        if key not in known:
+            raise MCLIROptionError(f'{path}.{key}: unknown option{did_you_mean(key, known)}; '
+                                   f'known: {", ".join(known)}')
+
+
+def validate_section(path, given, spec):
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        fail(path, 'a mapping', given)
+    _unknown_keys(path, given, spec)
+    out = {}
+    for key, option in spec.items():
+        if key in given:
+            out[key] = option.check(f'{path}.{key}', given[key])
+        elif option.required:
+            raise MCLIROptionError(f'{path}.{key}: required ({option.doc})')
+        else:
+            out[key] = option.default
+    return out

@@ -254,3 +254,24 @@ def test_published_per_negative_loss_is_perceptual_loss(bench, vgg16_file):
     for k in range(3):
         published = bench.published_neg_loss(spn, out, negs[k])
         assert published.item() == pytest.approx(spn.loss_weight * distances[k].item(), rel=1e-5)
+
+
+def test_accumulate_and_compile_variants(bench, tmp_path):
+    """+accN feeds N x B samples as N micro-batches of B (train.accumulate), +bxN one batch of N x B, +compile sets
+    train.compile (baseline too: the add-on's model with SPN off)."""
+    from bench.floors import samples_of
+    from bench.options import make_options
+    assert bench.parse_variant('spn_k4+split+acc2')['mods'] == ['split', 'acc2']
+    assert bench.parse_variant('baseline+compile')['mods'] == ['compile']
+    for bad in ('spn_k4+acc2+bx2', 'published_k4+acc2', 'published_k4+compile', 'spn_k4+acc0'):
+        with pytest.raises(ValueError):
+            bench.parse_variant(bad)
+    cfg = {'scale': 2, 'batch': 4, 'patch': 16, 'network_g': {'type': 'EDSR'}, 'feature': 'pixel', 'layers': {},
+           'update_every': 1, 'vgg_weights': None}
+    acc = make_options(cfg, bench.parse_variant('spn_k4+split+acc2'), 'cpu', str(tmp_path))
+    one = make_options(cfg, bench.parse_variant('spn_k4+split+bx2'), 'cpu', str(tmp_path))
+    assert acc['train']['accumulate'] == 2 and acc['datasets']['train']['batch_size_per_gpu'] == 4
+    assert 'accumulate' not in one['train'] and one['datasets']['train']['batch_size_per_gpu'] == 8
+    assert samples_of(['split', 'acc2'], 4) == samples_of(['bx2'], 4) == 8 and samples_of([], 4) == 4
+    base = make_options(cfg, bench.parse_variant('baseline+compile'), 'cpu', str(tmp_path))
+    assert base['model_type'] == 'ModelContrastiveModel' and base['train']['compile'] is True

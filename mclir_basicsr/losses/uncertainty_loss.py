@@ -59,6 +59,8 @@ class UncertaintyWeightedLoss(nn.Module):
         if samples is None:
             return uncertainty_weights(out, negs, self.floor, self.cap)
         w = out.new_ones((out.shape[0], 1) + out.shape[2:], dtype=torch.promote_types(out.dtype, torch.float32))
+        if samples.numel() == 0:  # a micro-batch none of whose samples the step's subset drew
+            return w
         w[samples.to(out.device)] = uncertainty_weights(out.index_select(0, samples.to(out.device)), negs, self.floor,
                                                         self.cap)
         return w

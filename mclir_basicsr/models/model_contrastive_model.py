@@ -23,10 +23,12 @@ import torch
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
+from torch.nn.parallel import DistributedDataParallel
 
 from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.ignored_options import ignored_options
 from mclir_basicsr.models import evaluation
+from mclir_basicsr.models.compiling import compile_negatives, compile_network, compiled_forward
 from mclir_basicsr.models.device import cpu_without_cuda
 from mclir_basicsr.models.events import RefreshEvents
 from mclir_basicsr.models.guards import (  # noqa: F401  (the errors: part of this module's API)
@@ -45,6 +47,51 @@ from mclir_basicsr.runs.resume import ExactResumeMixin
 from mclir_basicsr.runs.saving import AtomicSaveMixin
 
 
+def micro_batches(total, accumulate):
+    """[(start, stop)] of the ``accumulate`` micro-batches of a batch of ``total`` samples (equal sizes when
+    ``accumulate`` divides ``total``, as when the loader hands N x B; never an empty one)."""
+    n = max(1, min(int(accumulate), total))
+    return [(i * total // n, (i + 1) * total // n) for i in range(n)]
+
+
+def _weighted(term, weight):
+    """term * weight; the term itself at weight 1 (no extra operation: a step without accumulation is unchanged)."""
+    return term if weight == 1 else term * weight
+
+
+class StepLog:
+    """The logged terms of a step from those of its micro-batches: each loss term as the step's loss carries it
+    (the sum of the weighted parts), each ``d_negk`` as the mean over all the samples negative k met in the step.
+    With one micro-batch its terms are logged as they are."""
+
+    def __init__(self, num_negatives, parts):
+        self.k, self.parts, self.sums, self.counts = num_negatives, parts, OrderedDict(), {}
+
+    def add(self, terms, weights, routing, batch):
+        if self.parts == 1:
+            self.sums = terms
+            return
+        counts = None
+        if routing is not None and self.k:
+            n = routing.used(batch)
+            counts = torch.full((self.k,), float(n)) if routing.owners is None else \
+                torch.bincount(routing.owners.cpu(), minlength=self.k).float()
+        for name, term in terms.items():
+            term = term.detach()
+            if name.startswith('d_neg'):
+                c = counts[int(name[5:])]
+                value, self.counts[name] = term * c, self.counts.get(name, 0) + c
+            else:
+                value = term * weights['spn' if name == 'l_spn' else 'sample']
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+
+    def result(self):
+        if self.parts == 1:
+            return self.sums
+        return OrderedDict((name, v / self.counts[name].clamp(min=1) if name in self.counts else v)
+                           for name, v in self.sums.items())
+
+
 def _own_loss(cls, section, device):
     """The add-on's loss ``cls`` from its validated option section (None when the section is off): built from the
     class itself, not by name, so a loss another program registered under the same short name is never used."""
@@ -54,6 +101,7 @@ def _own_loss(cls, section, device):
 @component('model')
 class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMixin, TorchOptimMixin, SRModel):
     """SRModel with K history negatives pushed away by SPNLoss."""
+    runs_steps_as_micro_batches = True  # train.accumulate: the loader hands a step's N x B samples (runs.accumulation)
 
     def __init__(self, opt):
         cpu_without_cuda(opt)
@@ -75,6 +123,13 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         self.cri_cr = _own_loss(losses.CRLoss, cfg.cr, self.device)
         self.cri_uncertainty = _own_loss(losses.UncertaintyWeightedLoss, cfg.uncertainty, self.device)
         self.negatives = self._build_negatives() if cfg.negatives is not None else None
+        bare = self.get_bare_model(self.net_g)
+        self.compiled_g = compile_network(bare, cfg.compile)  # None: eager
+        compile_negatives(self.negatives, bare, cfg.compile)
+        if cfg.accumulate > 1 or cfg.compile:
+            get_root_logger().info(
+                f'MCLIR: {cfg.accumulate} micro-batch(es) of {self.opt["datasets"]["train"]["batch_size_per_gpu"]} per '
+                f'optimiser step; torch.compile: {cfg.compile or "off"} (docs/accumulate_and_compile.md)')
         self.events = RefreshEvents(self.opt)
         check_output_scale(self.get_bare_model(self.net_g), self.opt, self.device)
         if cfg.cr is not None:
@@ -131,52 +186,85 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
 
     # ------------------------------------------------------------------ training step
     def optimize_parameters(self, current_iter):
+        """One optimiser step on the fed batch, run as ``train.accumulate`` micro-batches (one when 1): the step is
+        routed once over all its samples (split owners, the ``samples_per_step`` subset), each micro-batch's terms
+        are weighted by its share of the samples each term averages over, and its gradients are added to the
+        others' (DDP all-reduces them with the last micro-batch only); then one optimiser step, EMA and refresh."""
         self.optimizer_g.zero_grad()
-        with self.precision.autocast():
-            self.output = self.net_g(self.lq)
-            l_total, loss_dict = self._reconstruction_losses()
-            for name, term in self._add_on_terms(current_iter):
-                loss_dict[name] = term
-                if name.startswith('l_'):
-                    l_total = l_total + term
-        stop_if_not_finite(self.precision.loss_is_usable(l_total), loss_dict, current_iter, self.opt['dist'])
-        self.precision.backward_and_step(l_total, self.optimizer_g, self.net_g.parameters())
+        total = self.lq.shape[0]
+        routing = None if self.negatives is None else \
+            self.negatives.route(total, current_iter, self.opt.get('manual_seed') or 0)
+        used = total if routing is None else routing.used(total)
+        parts = micro_batches(total, self.mclir.accumulate)
+        log, outputs = StepLog(len(self.negatives) if self.negatives is not None else 0, len(parts)), []
+        for j, (start, stop) in enumerate(parts):
+            part = None if routing is None else routing.part(start, stop)
+            weights = {'sample': (stop - start) / total,
+                       'spn': (stop - start if part is None else part.used(stop - start)) / max(used, 1)}
+            with self._gradient_sync(last=j == len(parts) - 1):
+                out, l_total, terms = self._micro_batch(self.lq[start:stop], self.gt[start:stop], part, weights)
+                stop_if_not_finite(self.precision.loss_is_usable(l_total), terms, current_iter, self.opt['dist'])
+                self.precision.backward(l_total)
+            log.add(terms, weights, part, stop - start)
+            outputs.append(out)
+        self.output = outputs[0] if len(outputs) == 1 else torch.cat([o.detach() for o in outputs])
+        self.precision.step(self.optimizer_g, self.net_g.parameters())
 
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.log_dict = self.reduce_loss_dict(log.result())
         self.precision.log(self.log_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
         if self.negatives is not None:
             self._refresh_negatives(current_iter)
 
-    def _add_on_terms(self, current_iter):
+    def _gradient_sync(self, last):
+        """DDP's ``no_sync`` for every micro-batch but a step's last: one gradient all-reduce per optimiser step."""
+        if last or not isinstance(self.net_g, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.net_g.no_sync()
+
+    def _micro_batch(self, lq, gt, routing, weights):
+        """(output, the micro-batch's weighted loss, its unweighted terms) of one micro-batch (the whole batch when
+        not accumulating: every weight is then 1 and skipped, so the step is the one-batch step bit for bit)."""
+        with self.precision.autocast():
+            with compiled_forward(self.get_bare_model(self.net_g), self.compiled_g):
+                out = self.net_g(lq)
+            l_total, terms = self._reconstruction_losses(out, gt, weights['sample'])
+            for name, term in self._add_on_terms(lq, out, gt, routing):
+                terms[name] = term
+                if name.startswith('l_'):
+                    l_total = l_total + _weighted(term, weights['spn' if name == 'l_spn' else 'sample'])
+        return out, l_total, terms
+
+    def _add_on_terms(self, lq, out, gt, routing):
         """(name, value) of the add-on's loss terms (``l_*``, summed into the loss) and logged distances."""
         if self.negatives is not None:
-            routing = self.negatives.route(self.lq.shape[0], current_iter, self.opt.get('manual_seed') or 0)
-            negs = self.negatives.outputs(self.lq, routing)
-            if self.cri_spn is not None:
-                l_spn, distances = self.cri_spn(routing.select(self.output), negs, routing.select(self.gt),
+            n_used = routing.used(lq.shape[0])
+            negs = self.negatives.outputs(lq, routing) if n_used else None  # none: this part has no used sample
+            if self.cri_spn is not None and n_used:
+                l_spn, distances = self.cri_spn(routing.select(out), negs, routing.select(gt),
                                                 owners=routing.owners, num_negatives=len(self.negatives))
                 yield 'l_spn', l_spn
                 yield from ((f'd_neg{k}', d) for k, d in enumerate(distances))
             if self.cri_uncertainty is not None:
-                yield 'l_uncertainty', self.cri_uncertainty(self.output, self.gt, negs, routing.samples)
+                yield 'l_uncertainty', self.cri_uncertainty(out, gt, negs, routing.samples)
         if self.cri_cr is not None:
-            yield 'l_cr', self.cri_cr(self.output, self.gt, self.lq)
+            yield 'l_cr', self.cri_cr(out, gt, lq)
 
-    def _reconstruction_losses(self):
-        """SRModel's terms: the pixel loss and the perceptual/style losses, as SRModel adds them."""
+    def _reconstruction_losses(self, out, gt, share=1.0):
+        """(total, terms): SRModel's terms, the pixel loss and the perceptual/style losses, summed as SRModel sums
+        them, each weighted by the micro-batch's ``share`` of the step's samples."""
         loss_dict = OrderedDict()
         l_total = 0
         if self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
-            l_total = l_total + loss_dict['l_pix']
+            loss_dict['l_pix'] = self.cri_pix(out, gt)
         if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            l_percep, l_style = self.cri_perceptual(out, gt)
             for name, term in (('l_percep', l_percep), ('l_style', l_style)):
                 if term is not None:
                     loss_dict[name] = term
-                    l_total = l_total + term
+        for term in loss_dict.values():
+            l_total = l_total + _weighted(term, share)
         return l_total, loss_dict
 
     def _refresh_negatives(self, current_iter):

@@ -24,14 +24,23 @@ class StepPrecision:
 
     def backward_and_step(self, loss, optimizer, parameters):
         """loss.backward(), the clip, optimizer.step() (through the scaler under float16)."""
+        self.backward(loss)
+        self.step(optimizer, parameters)
+
+    def backward(self, loss):
+        """loss.backward(), scaled under float16; called once per micro-batch when gradients accumulate: the
+        gradients of every micro-batch sum at one scale, which :meth:`step` unscales once."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def step(self, optimizer, parameters):
+        """The clip and optimizer.step() on the gradients summed since the last step (the scaler skips a step whose
+        gradients hold inf/NaN and lowers its scale)."""
         if self.scaler is None:
-            loss.backward()
             if self.clip:
                 torch.nn.utils.clip_grad_norm_(parameters, self.clip)
             optimizer.step()
             return
         scale = self.scaler.get_scale()
-        self.scaler.scale(loss).backward()
         if self.clip:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(parameters, self.clip)

@@ -15,6 +15,8 @@ run with ``MCLIR_BASICSR_ADDON=1``); a Real-ESRGAN, GFPGAN or plain SRModel run 
  W10   Ctrl-C / SIGTERM save a resumable state and exit 130 / 143 (:mod:`.interrupts`)
  W11   the log line gives the speed and peak memory; tensorboard the learning rate, the speed
        and the SPN distances in a group of their own (:mod:`.progress_log`)
+ W12   gradient accumulation: the training loader hands one iteration the samples of one
+       optimiser step (:mod:`.accumulation`)
 =====  ==================================================================================
 
 :func:`use` is called by the start-up hook (:mod:`mclir_basicsr._autoload`) for every option file BasicSR's
@@ -33,17 +35,30 @@ ORIGINALS = {}   # (namespace name, attribute) -> BasicSR's object, recorded bef
 
 
 def replacements():
-    """{name in the pipelines' namespaces: the add-on's object} (W8-W11)."""
+    """{name in the pipelines' namespaces: the add-on's object} (W8-W12)."""
+    from mclir_basicsr.runs import accumulation
     from mclir_basicsr.runs import resumable_data as rd  # imports basicsr: at first use
     from mclir_basicsr.runs.data_errors import build_dataset
     from mclir_basicsr.runs.interrupts import build_model
     from mclir_basicsr.runs.progress_log import RunLogger
     new = {'EnlargedSampler': rd.ResumableSampler, 'CPUPrefetcher': rd.ResumableCPUPrefetcher,
            'CUDAPrefetcher': rd.ResumableCUDAPrefetcher, 'build_dataset': build_dataset,
-           'build_model': build_model, 'MessageLogger': RunLogger}
+           'build_model': build_model, 'MessageLogger': RunLogger,
+           'create_train_val_dataloader': _accumulating_loader(accumulation)}
     if compat.STATUS.get('W4 resume states') == 'applied':  # W4's loader, choosing the newest readable state
         new['load_resume_state'] = load_readable_resume_state
     return new
+
+
+_LOADER = []  # the wrapped create_train_val_dataloader, built once (the same object at every switch)
+
+
+def _accumulating_loader(accumulation):
+    if not _LOADER:
+        import basicsr.train  # BasicSR's function, read before any switch has replaced it in that namespace
+        original = basicsr.train.create_train_val_dataloader
+        _LOADER.append(accumulation.wrap(getattr(original, 'wrapped', original)))
+    return _LOADER[0]
 
 
 def load_readable_resume_state(opt):
@@ -81,7 +96,7 @@ def _saves_atomically(model_type):
 
 
 def use(on, model_type=None):
-    """Bind W8-W11 in the pipelines' namespaces when ``on``, and W6 on BaseModel's save methods
+    """Bind W8-W12 in the pipelines' namespaces when ``on``, and W6 on BaseModel's save methods
     for a ``model_type`` that does not save atomically itself; restore BasicSR's objects otherwise."""
     from mclir_basicsr.runs.interrupts import INTERRUPTS
     INTERRUPTS.disarm()  # a new option file: a new run (a run armed before in this process is over)

@@ -18,6 +18,14 @@ def summarize(samples):
 SUBSET_RE = re.compile(r'^subset(\d+)$')  # the +subsetN modifier: negatives.samples_per_step N
 
 
+BATCH_RE = re.compile(r'^(acc|bx)(\d+)$')  # +accN: N micro-batches of B per step; +bxN: one batch of N x B
+
+
+def samples_of(mods, batch):
+    """Samples fed per iteration (one optimiser step): N x B with +accN or +bxN, else B."""
+    return batch * next((int(BATCH_RE.match(m).group(2)) for m in mods if BATCH_RE.match(m)), 1)
+
+
 def subset_of(mods):
     """N of a +subsetN modifier among ``mods``, else None."""
     return next((int(SUBSET_RE.match(m).group(1)) for m in mods if SUBSET_RE.match(m)), None)

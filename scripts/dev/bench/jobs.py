@@ -12,6 +12,7 @@ from basicsr.models import build_model
 
 import mclir_basicsr  # noqa: F401  registers the add-on (the start-up hook normally has)
 from bench.components import ComponentsJob
+from bench.floors import samples_of
 from bench.measure import init_worker, memory, random_batches, rss_now_mb, timer
 from bench.options import make_options
 from bench.published import published_step
@@ -44,11 +45,13 @@ class VariantJob:
         self.model = build_model(make_options(self.cfg, variant, self.device, self.tmp.name))
         if variant['kind'] == 'published':
             self.model.optimize_parameters = types.MethodType(published_step, self.model)
-        self.batches = random_batches(self.cfg, self.device)
+        self.samples = samples_of(variant['mods'], self.cfg['batch'])  # per iteration: one optimiser step
+        self.batches = random_batches(self.cfg, self.device, batch=self.samples)
         self.it = 0
         self.faults = {}
         self.time = timer(self.device, self.faults)
-        self.time(self.step, self.cfg['warmup'])
+        self.first_step_s = self.time(self.step, 1)  # with compile: the compilation of every graph of a step
+        self.time(self.step, max(self.cfg['warmup'] - 1, 0))
         self.faults.clear()  # faults of the timed repetitions only
 
     def step(self):
@@ -62,7 +65,18 @@ class VariantJob:
     def result(self):
         self.tmp.cleanup()
         return dict(rss_start_mb=self.rss_start, output_shape=list(self.model.output.shape), iterations=self.it,
-                    minor_faults_per_iter=statistics.median(self.faults[self.step]), **memory(self.device))
+                    minor_faults_per_iter=statistics.median(self.faults[self.step]), samples_per_iter=self.samples,
+                    first_step_s=self.first_step_s, compile=self._compile_record(), **memory(self.device))
+
+    def _compile_record(self):
+        """The first compiled call's seconds of net_g and of the negatives (or why compilation fell back)."""
+        g = getattr(self.model, 'compiled_g', None)
+        if g is None:
+            return None
+        pool = getattr(self.model, 'negatives', None)
+        neg = pool.copies[0].forward if pool is not None else None
+        return {'net_g_s': g.seconds, 'net_g_failed': g.failed,
+                'negatives_s': getattr(neg, 'seconds', None), 'negatives_failed': getattr(neg, 'failed', None)}
 
 
 def serve(task, conn):

@@ -46,9 +46,10 @@ def timer(device, faults=None):
     return time_it
 
 
-def random_batches(cfg, device, n=2):
+def random_batches(cfg, device, n=2, batch=None):
+    """``n`` random (lq, gt) batches of ``batch`` samples (default: the config's batch)."""
     g = torch.Generator().manual_seed(0)
-    b, p, s = cfg['batch'], cfg['patch'], cfg['scale']
+    b, p, s = batch or cfg['batch'], cfg['patch'], cfg['scale']
     return [{'lq': torch.rand(b, 3, p, p, generator=g).to(device),
              'gt': torch.rand(b, 3, p * s, p * s, generator=g).to(device)} for _ in range(n)]
 

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from bench.floors import SUBSET_RE, floor_key, subset_of
+from bench.floors import BATCH_RE, SUBSET_RE, floor_key, samples_of, subset_of
 
 ARCHS = {  # --arch presets: network_g (upscale set from the scale), scale, batch, LR patch
     'edsr_light_x2': {'network_g': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,
@@ -32,6 +32,7 @@ MODIFIERS = {  # name: ({'train' | 'negatives' | 'spn_opt': options merged there
     'cl': ({'negatives': {'channels_last': True}, 'spn_opt': {'channels_last': True}}, SPN),
     'negbf16': ({'negatives': {'dtype': 'bfloat16'}}, SPN),
     'nchw': ({'spn_opt': {'channels_last': False}}, SPN),
+    'compile': ({'train': {'compile': True}}, BOTH),
 }
 DESCRIPTION = 'Seconds per training iteration and peak memory: L1 baseline vs. MCLIR (SPN) vs. its floor.'
 VARIANTS_HELP = (
@@ -40,7 +41,9 @@ VARIANTS_HELP = (
     'also baseline+amp: ModelContrastiveModel with SPN off), amp16 (train.amp: float16), and of spn_kN only: bf16 '
     '(negatives and VGG under bfloat16 autocast), fp16 (float16 autocast, CUDA only), cl (channels_last), '
     'negbf16 (negatives stored in bfloat16), nchw (VGG in NCHW: spn_opt.channels_last false), subsetN (the SPN '
-    'term on N samples of the batch: negatives.samples_per_step N). '
+    'term on N samples of the batch: negatives.samples_per_step N), compile (train.compile: torch.compile, inductor; '
+    'also baseline+compile), accN (train.accumulate N: a step of N micro-batches of --batch), bxN (one batch of '
+    'N x --batch: what accN is compared with). '
     f'Default: {DEFAULT_VARIANTS}. Architectures (--arch): {", ".join(ARCHS)}.')
 _VARIANT_RE = re.compile(r'^(baseline|spn_k(\d+)|published_k(\d+))((?:\+\w+)*)$')
 
@@ -57,6 +60,10 @@ def parse_variant(name):
     if kind != 'baseline' and k < 1:
         raise ValueError(f'variant {name!r}: K must be >= 1')
     for mod in mods:
+        if BATCH_RE.match(mod):
+            if int(BATCH_RE.match(mod).group(2)) < 1 or kind == 'published':
+                raise ValueError(f'variant {name!r}: +{mod} needs N >= 1 and applies to baseline and spn_kN')
+            continue
         if SUBSET_RE.match(mod):
             if kind != 'spn' or int(SUBSET_RE.match(mod).group(1)) < 1:
                 raise ValueError(f'variant {name!r}: +{mod} applies to spn_kN only, with N >= 1')
@@ -66,8 +73,8 @@ def parse_variant(name):
         if kind not in MODIFIERS[mod][1]:
             raise ValueError(f'variant {name!r}: +{mod} applies to {" and ".join(MODIFIERS[mod][1])} only '
                              '(published is the official fp32 step)')
-    if len(set(mods)) != len(mods) or {'amp', 'amp16'} <= set(mods):
-        raise ValueError(f'variant {name!r}: a modifier twice, or both amp and amp16')
+    if len(set(mods)) != len(mods) or {'amp', 'amp16'} <= set(mods) or sum(bool(BATCH_RE.match(m)) for m in mods) > 1:
+        raise ValueError(f'variant {name!r}: a modifier twice, both amp and amp16, or two of accN / bxN')
     return {'name': name.strip(), 'kind': kind, 'k': k, 'mods': mods}
 
 
@@ -98,6 +105,10 @@ def network_options(arch, arch_opt, scale):
 
 def _merge_modifiers(train, mods):
     for mod in mods:
+        if BATCH_RE.match(mod):  # +bxN: only the batch size (make_options)
+            if BATCH_RE.match(mod).group(1) == 'acc':
+                train['accumulate'] = int(BATCH_RE.match(mod).group(2))
+            continue
         if SUBSET_RE.match(mod):
             train['negatives']['samples_per_step'] = int(SUBSET_RE.match(mod).group(1))
             continue
@@ -137,7 +148,9 @@ def model_type(variant):
 
 def make_options(cfg, variant, device, root):
     """A BasicSR training option dict, as parse_options(is_train=True) leaves it."""
-    scale, batch = cfg['scale'], cfg['batch']
+    scale = cfg['scale']
+    batch = cfg['batch'] if any(m.startswith('acc') for m in variant['mods']) else samples_of(variant['mods'],
+                                                                                               cfg['batch'])
     name = 'bench_' + re.sub(r'\W', '_', variant['name'])
     exp = os.path.join(root, 'experiments', name)
     return {

@@ -20,19 +20,30 @@ def _markdown_header(report):
 def _markdown_rows(report, device):
     mem = 'peak CUDA alloc MB' if device == 'cuda' else 'peak RSS MB (start)'
     lines = ['', f'### {device}', '',
-             f'| variant | K | s/iter median | p25-p75 | {mem} | x baseline | x floor | page faults/iter |',
-             '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+             f'| variant | K | s/iter median | p25-p75 | {mem} | x baseline | x floor | page faults/iter '
+             '| samples/iter | ms/sample | first step s |',
+             '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for r in (r for r in report['results'] if r['device'] == device):
         if 'error' in r:
-            lines.append(f"| {r['variant']} | {r['k']} | failed: {r['error'][:80]} | | | | | |")
+            lines.append(f"| {r['variant']} | {r['k']} | failed: {r['error'][:80]} | | | | | | | | |")
             continue
         m = f"{r['peak_mem_mb']:.0f}" + (f" ({r['rss_start_mb']:.0f})" if device != 'cuda' else '')
         xb = f"{r['ratio_baseline']:.2f}" if r.get('ratio_baseline') else ''
         xf = f"{r['ratio_floor']:.2f}" if r.get('ratio_floor') else ''
         lines.append(f"| {r['variant']} | {r['k']} | {_fmt_s(r['median_s'])} | "
                      f"{_fmt_s(r['p25_s'])}-{_fmt_s(r['p75_s'])} | {m} | {xb} | {xf} | "
-                     f"{r['minor_faults_per_iter']:.0f} |")
+                     f"{r['minor_faults_per_iter']:.0f} | {r.get('samples_per_iter', '')} | "
+                     f"{1000 * r['median_s'] / r.get('samples_per_iter', 1):.1f} | "
+                     f"{_fmt_s(r['first_step_s']) if 'first_step_s' in r else ''}{_compile_note(r)} |")
     return lines
+
+
+def _compile_note(row):
+    c = row.get('compile')
+    if not c:
+        return ''
+    failed = c.get('net_g_failed') or c.get('negatives_failed')
+    return f' (compile fell back: {failed[:60]})' if failed else ''
 
 
 def _markdown_components(comps):
