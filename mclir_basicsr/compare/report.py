@@ -238,6 +238,7 @@ def markdown(table, per_seed, stats, info):
                           f'Δ SSIM {stats["ssim_delta_eqtime_mean"]:+.4f}.']
         lines += ['', 'One seed: differences of a few hundredths of a dB are within seed-to-seed noise at this '
                       'scale; use several seeds (`--seeds 0 1 2`) before concluding.']
-    if eq and unequal_time_warning(stats, m):
-        lines += ['', unequal_time_warning(stats, m)]
+    warning = unequal_time_warning(stats, m) if eq else ''
+    if warning:
+        lines += ['', warning]
     return '\n'.join(lines) + '\n'
