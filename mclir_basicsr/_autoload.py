@@ -83,6 +83,7 @@ def wrap_parse_options(parse_options):
         return parse_options
 
     def wrapped(root_path, is_train=True):
+        check_option_file(sys.argv)
         opt, args = parse_options(root_path, is_train)
         addon = is_addon_model(opt)
         if _runs_allowed():
@@ -98,6 +99,28 @@ def wrap_parse_options(parse_options):
     wrapped.__wrapped__ = parse_options
     wrapped.__doc__ = parse_options.__doc__
     return wrapped
+
+
+def check_option_file(argv):
+    """The ``-opt`` file itself (:mod:`mclir_basicsr.preflight.option_file`), before BasicSR opens it. A file no
+    run could use (missing, empty, not YAML, not a mapping) is named in one line for every run while the add-on's
+    run behaviour is allowed: BasicSR would stop with a traceback anyway. A key written twice, which BasicSR
+    accepts (the last one wins), is an error only in an add-on run, so another program's files load as before."""
+    from mclir_basicsr.preflight import option_file
+    from mclir_basicsr.registration import owner
+    path = option_file.option_path(argv)
+    if path is None:
+        return  # BasicSR's argparse says -opt is required
+    try:
+        text = option_file.read_text(path)
+    except MCLIRError:
+        if _runs_allowed():
+            raise
+        return  # not known to be an add-on run: BasicSR reports it as it always has
+    name = option_file.model_type(text)
+    addon = opted_in() or (name is not None and owner('model', name) == 'mclir_basicsr')
+    if addon or _runs_allowed():
+        option_file.check_option_file(path, duplicates=addon)
 
 
 def _note_names_of_others(opt):

@@ -12,6 +12,8 @@ import yaml
 from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS as OFFICIAL_KEYS
 from mclir_basicsr.options import describe_refresh, parse_mclir_options
+from mclir_basicsr.preflight import PreflightError
+from mclir_basicsr.preflight.option_file import check_option_file
 
 # Model types that are SRModel with another name or SRModel's subclass ModelContrastiveModel: switching
 # them to ModelContrastiveModel (with or without SPN) keeps their training and testing as they were.
@@ -30,12 +32,13 @@ def _yaml_loader_dumper():
 
 
 def load_options(path):
+    try:  # missing, empty, not YAML, a tab, not a mapping, a key given twice: one line
+        check_option_file(path)
+    except PreflightError as e:
+        raise CompareError(str(e)) from None
     loader, _ = _yaml_loader_dumper()
     with open(path, encoding='utf-8') as f:
-        opt = yaml.load(f, Loader=loader)
-    if not isinstance(opt, dict):
-        raise CompareError(f'{path}: not a BasicSR option file (a mapping)')
-    return opt
+        return yaml.load(f, Loader=loader)
 
 
 def save_options(path, opt):

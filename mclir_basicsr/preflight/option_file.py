@@ -1,0 +1,122 @@
+"""The option file itself, read before BasicSR reads it.
+
+BasicSR's ``parse_options`` opens the ``-opt`` file and hands it to PyYAML: a missing file, an empty one, one
+that is not a mapping, a YAML syntax error or a tab in the indentation each end in a traceback from inside
+BasicSR or PyYAML (an empty file as ``TypeError: 'NoneType' object does not support item assignment``), and a
+key written twice is silently resolved to its last value, so a run can train with settings its author did not
+mean. :func:`check_option_file` finds each of these first and names it in one line that starts with the file
+(and line and column, where YAML knows them).
+
+The file is composed, not constructed (PyYAML's node tree carries the positions, and composing runs none of the
+tags BasicSR's loader would construct), so this never decides what a value means: BasicSR still loads it.
+"""
+import os
+import re
+
+import yaml
+
+from mclir_basicsr.preflight import PreflightError
+
+MERGE_KEY = '<<'  # YAML's merge key may repeat by design (<<: *a then <<: *b)
+MODEL_TYPE = re.compile(r'^model_type\s*:\s*[\'"]?([\w.-]+)', re.M)
+EXAMPLE = 'name: ..., model_type: ..., network_g: {...}'
+
+
+def option_path(argv):
+    """The value of ``-opt`` (or ``--opt``) on a command line as BasicSR's argparse reads it, or None."""
+    for i, arg in enumerate(argv):
+        for flag in ('-opt', '--opt'):
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + '='):
+                return arg[len(flag) + 1:]
+    return None
+
+
+def read_text(path):
+    """The option file's text; PreflightError when it is missing, a folder or not text."""
+    if not os.path.exists(path):
+        raise PreflightError(f'{path}: no such option file (-opt expects the path of a YAML option file)')
+    if os.path.isdir(path):
+        raise PreflightError(f'{path}: is a folder (-opt expects the path of a YAML option file)')
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise PreflightError(f'{path}: not a text file (UTF-8 expected; byte {e.start}: {e.reason})') from None
+    except OSError as e:
+        raise PreflightError(f'{path}: cannot be read ({e.strerror or e})') from None
+
+
+def model_type(text):
+    """The top-level ``model_type`` written in an option file's text (found even where the file does not parse),
+    or None."""
+    found = MODEL_TYPE.search(text)
+    return found.group(1) if found else None
+
+
+def _syntax_error(path, text, error):
+    mark = error.problem_mark
+    if mark is None:
+        return PreflightError(f'{path}: not valid YAML ({error})')
+    where = f'{path}:{mark.line + 1}:{mark.column + 1}'
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ''
+    indent = line[:len(line) - len(line.lstrip(' \t'))]
+    if '\t' in indent or (error.problem or '').startswith("found character '\\t'"):
+        return PreflightError(f'{where}: a tab in the indentation (YAML indents with spaces only)')
+    context = ''
+    if error.context and error.context_mark is not None:
+        context = f' ({error.context} that starts on line {error.context_mark.line + 1})'
+    elif error.context:
+        context = f' ({error.context})'
+    return PreflightError(f'{where}: not valid YAML: {error.problem}{context}')
+
+
+def _duplicate_keys(path, node, prefix=''):
+    """PreflightError for the first key written twice in one mapping (depth first), or None."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _duplicate_keys(path, item, f'{prefix}[{i}]')
+            if found:
+                return found
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    seen = {}
+    for key, value in node.value:
+        name = key.value if isinstance(key, yaml.ScalarNode) else None
+        full = f'{prefix}.{name}' if prefix else str(name)
+        if name is not None and name != MERGE_KEY:
+            if name in seen:
+                return PreflightError(f'{path}:{key.start_mark.line + 1}: {full} is given twice (lines '
+                                      f'{seen[name] + 1} and {key.start_mark.line + 1}); YAML would keep only '
+                                      'the last: delete one')
+            seen[name] = key.start_mark.line
+        found = _duplicate_keys(path, value, full)
+        if found:
+            return found
+    return None
+
+
+def check_option_file(path, duplicates=True):
+    """Raise PreflightError (one line, starting with the file) when the option file at ``path`` is missing,
+    unreadable, empty, not YAML, indented with a tab, not a mapping at the top, or (``duplicates``) has a key
+    written twice in one mapping. Returns the file's text."""
+    text = read_text(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        raise _syntax_error(path, text, e) from None
+    except yaml.YAMLError as e:
+        raise PreflightError(f'{path}: not valid YAML ({" ".join(str(e).split())})') from None
+    if root is None:
+        raise PreflightError(f'{path}: empty (expected a YAML mapping of options: {EXAMPLE})')
+    if not isinstance(root, yaml.MappingNode):
+        kind = 'a list' if isinstance(root, yaml.SequenceNode) else f'the value {root.value!r}'
+        raise PreflightError(f'{path}:{root.start_mark.line + 1}: expected a mapping of options at the top '
+                             f'({EXAMPLE}), got {kind}')
+    if duplicates:
+        found = _duplicate_keys(path, root)
+        if found:
+            raise found
+    return text
