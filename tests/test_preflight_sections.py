@@ -74,7 +74,6 @@ def test_ffanet_and_accepted_edge_values():
         {'network_g': FFANET}, {'network_g': dict(FFANET, img_mean=[0.5, 0.5, 0.5], img_std=None)},
         {'network_g': dict(NETWORKS['EDSR'](2), res_scale=0.1)},  # default 1, documented float
         {'network_g': dict(NETWORKS['EDSR'](2), img_range=255, rgb_mean=(0.5, 0.5, 0.5))},  # int for a float
-        {'network_g': dict(NETWORKS['EDSR'](2), num_feat=16.0)},  # an integer-valued float: int() keeps it
         {'network_g': dict(NETWORKS['SwinIR'](2), img_size=[8, 8], qk_scale=None, mlp_ratio=2)},  # int | tuple(int)
         {'network_g': dict(NETWORKS['SwinIR'](2), anything=1)},  # SwinIR takes **kwargs
         {'network_g': dict(NETWORKS['RRDBNet'](4), scale=None)},  # null: always accepted
@@ -131,6 +130,8 @@ DROP = object()
     (_net(num_in_ch=DROP, num_out_ch=DROP), r'^network_g\.num_in_ch: required by EDSR .*\(also not set: num_out_ch\)$'),
     (_net(num_feat='64'), r"^network_g\.num_feat: expected an integer, got '64' \(EDSR's num_feat: int, default 64\)$"),
     (_net(num_block=2.5), r"^network_g\.num_block: expected an integer, got 2\.5 "),
+    (_net(num_feat=16.0), r"^network_g\.num_feat: expected an integer, got 16\.0 \(write 16; EDSR's num_feat: int, "
+                          r"default 64\)$"),
     (_net(num_block=[2]), r'^network_g\.num_block: expected an integer, got \[2\] '),
     (_net(img_range='255'), r"^network_g\.img_range: expected a number, got '255' \(EDSR's img_range: float, "
                             r"default 255\.0\)$"),
@@ -181,7 +182,8 @@ def test_bad_arguments_of_real_archs(network, message):
 def test_the_archs_reject_what_the_check_rejects():
     """The values the check rejects are ones the archs cannot be built with (so it rejects nothing that works)."""
     from basicsr.archs import build_network
-    for network in (dict(NETWORKS['EDSR'](2), num_feat='16'), dict(NETWORKS['MSRResNet'](4), num_block=1.5),
+    for network in (dict(NETWORKS['EDSR'](2), num_feat='16'), dict(NETWORKS['EDSR'](2), num_feat=16.0),
+                    dict(NETWORKS['MSRResNet'](4), num_block=1.5),
                     dict(NETWORKS['SwinIR'](2), depths='1'), dict(FFANET, blocks='1')):
         with pytest.raises((TypeError, ValueError, AssertionError, RuntimeError)):
             build_network(copy.deepcopy(network))
@@ -229,6 +231,7 @@ def positional_only(a, /, b=1):
     (Custom, {'ratio': 1}, r'^n\.channels: required by C, not set$'),
     (Custom, {'channels': 3, 'chanels': 3}, r"^n\.chanels: not an argument of C \(did you mean 'channels'\?\)$"),
     (Custom, {'channels': '3'}, r"^n\.channels: expected an integer, got '3' \(Custom's channels: no default\)$"),
+    (Custom, {'channels': 3.0}, r"^n\.channels: expected an integer, got 3\.0 \(write 3; Custom's channels: "),
     (Custom, {'channels': 3, 'ratio': 'half'}, r"^n\.ratio: expected a number, got 'half' \(Custom's ratio: float, "
                                                r"default 1\)$"),
     (Custom, {'channels': 3, 'size': 'big'}, r'^n\.size: expected an integer or a list, got'),
@@ -246,7 +249,7 @@ def test_check_arguments_rejects(func, arguments, message):
 
 
 @pytest.mark.parametrize('func,arguments', [
-    (Custom, {'channels': 3}), (Custom, {'channels': 3.0, 'ratio': 0.25, 'size': [8, 8], 'flag': 1}),
+    (Custom, {'channels': 3}), (Custom, {'channels': 3, 'ratio': 0.25, 'size': [8, 8], 'flag': 1}),
     (Custom, {'channels': 3, 'size': 8, 'scales': 2, 'name': 3, 'layer': 'anything', 'mode': None, 'extra': {}}),
     (Custom, {'channels': 3, 'flag': None, 'ratio': None, 'size': None}),  # null: always accepted
     (Open, {'depth': 2, 'whatever': [1], 'other': 'x'}),  # **kwargs: any name

@@ -9,10 +9,10 @@ constructor accepts, so a value is wrong only when it fits none of the kinds the
   annotation, and its entry in the Google-style docstring that BasicSR's archs carry (``res_scale (float)``,
   ``img_size (int | tuple(int))``), all together; a parameter with none of these, or one documented with a type
   that is not a plain value (``nn.Module``), takes anything, and ``null`` is accepted everywhere;
-* an integer parameter takes ints and integer-valued floats, a number ints and floats, a flag bools and
-  numbers, a string any scalar, a list lists and scalars (archs spread a scalar with ``to_2tuple``); what is left
-  is a string where a number, flag or list is expected, a list or mapping where a scalar is, and a float with a
-  fractional part where only an integer is.
+* an integer parameter takes ints (not ``64.0``: torch's layers refuse a float size), a number ints and floats,
+  a flag bools and numbers, a string any scalar, a list lists and scalars (archs spread a scalar with
+  ``to_2tuple``); what is left is a string where a number, flag or list is expected, a list or mapping where
+  a scalar is, and a float where only an integer is.
 """
 import inspect
 import math
@@ -22,7 +22,7 @@ from mclir_basicsr.validate import MCLIROptionError, did_you_mean
 
 # value categories that no parameter of the kind takes ('fraction': a float with a fractional part, or inf/nan)
 REJECTED = {
-    'int': {'str', 'seq', 'dict', 'fraction'},
+    'int': {'str', 'seq', 'dict', 'float', 'fraction'},
     'float': {'str', 'seq', 'dict'},
     'bool': {'str', 'seq', 'dict'},
     'str': {'seq', 'dict'},
@@ -164,8 +164,9 @@ def check_arguments(path, owner, func, arguments):
         if wrong_type(value, kinds):
             shown = kinds - {'int'} if 'float' in kinds else kinds  # "a number" covers "an integer"
             expected = ' or '.join(EXPECTED[k] for k in sorted(shown, key=list(EXPECTED).index))
+            write = f'write {int(value)}; ' if category(value) == 'float' else ''  # torch takes no 64.0 for 64
             raise MCLIROptionError(f'{path}.{key}: expected {expected}, got {value!r} '
-                                   f'({describe(func, key, by_name[key], docs.get(key))})')
+                                   f'({write}{describe(func, key, by_name[key], docs.get(key))})')
     try:
         sig.bind(**arguments)
     except TypeError as e:
