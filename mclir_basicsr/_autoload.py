@@ -105,7 +105,8 @@ def check_option_file(argv):
     """The ``-opt`` file itself (:mod:`mclir_basicsr.preflight.option_file`), before BasicSR opens it. A file no
     run could use (missing, empty, not YAML, not a mapping) is named in one line for every run while the add-on's
     run behaviour is allowed: BasicSR would stop with a traceback anyway. A key written twice, which BasicSR
-    accepts (the last one wins), is an error only in an add-on run, so another program's files load as before."""
+    accepts (the last one wins), is an error only in an add-on run, so another program's files load as before;
+    so are the sections BasicSR's parse_options reads, missing or of the wrong shape."""
     from mclir_basicsr.preflight import option_file
     from mclir_basicsr.registration import owner
     path = option_file.option_path(argv)
@@ -120,7 +121,7 @@ def check_option_file(argv):
     name = option_file.model_type(text)
     addon = opted_in() or (name is not None and owner('model', name) == 'mclir_basicsr')
     if addon or _runs_allowed():
-        option_file.check_option_file(path, duplicates=addon)
+        option_file.check_option_file(path, duplicates=addon, sections=addon)
 
 
 def _note_names_of_others(opt):

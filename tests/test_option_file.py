@@ -45,6 +45,42 @@ def test_good_files_and_merge_keys_pass(tmp_path):
     check_option_file(str(path), duplicates=False)  # another program's file: BasicSR's last-one-wins stays
 
 
+TOP = 'name: x\nnum_gpu: 0\ndatasets:\n  train: {type: PairedImageDataset}\npath: {resume_state: null}\n'
+SHAPES = [
+    (TOP.replace('name: x', 'name:'), r"^name: expected a name for the run .*, got null \({f}:1\)$"),
+    (TOP.replace('num_gpu: 0', 'num_gpu: -1'), r'^num_gpu: expected an integer >= 0 \(0: the CPU\) or auto, got -1'),
+    (TOP.replace('num_gpu: 0', "num_gpu: '1'"), r"^num_gpu: expected an integer >= 0 .*, got '1' \({f}:2\)$"),
+    (TOP.replace('num_gpu: 0\n', ''), r'^num_gpu: not set \(expected the number of GPUs: 0 for the CPU, or auto; '
+                                      r'BasicSR reads it\) \({f}\)$'),
+    (TOP.replace('path: {resume_state: null}', 'path:'), r'^path: expected a mapping, e\.g\. \{{pretrain_network_g'),
+    (TOP.replace('path: {resume_state: null}\n', ''), r'^path: not set \(expected a mapping'),
+    (TOP.replace('  train: {type: PairedImageDataset}', '  - train'), r'^datasets: expected a mapping, .*got a list'),
+    (TOP.replace('{type: PairedImageDataset}', '[PairedImageDataset]'),
+     r'^datasets\.train: expected a mapping, e\.g\. .*, got a list \({f}:4\)$'),
+    (TOP + 'val:\n  - val_freq: 1\n', r'^val: expected a mapping, e\.g\. .*, got a list \({f}:6\)$'),
+    (TOP + 'logger: 100\n', r'^logger: expected a mapping, e\.g\. .*, got 100 \({f}:6\)$'),
+    (TOP + 'train: true\n', r'^train: expected a mapping, e\.g\. .*, got true'),
+    (TOP + 'manual_seed: 1.5\n', r'^manual_seed: expected an integer or null, got 1\.5'),
+]
+
+
+@pytest.mark.parametrize('text,message', SHAPES)
+def test_what_parse_options_reads(tmp_path, text, message):
+    path = tmp_path / 'opt.yml'
+    path.write_text(text)
+    check_option_file(str(path))  # the file itself is fine: its sections are checked only when asked
+    with pytest.raises(PreflightError, match=message.format(f=str(path))):
+        check_option_file(str(path), sections=True)
+
+
+def test_nulls_left_to_later_checks(tmp_path):
+    path = tmp_path / 'opt.yml'
+    path.write_text(TOP + 'val: ~\nnetwork_d: null\nmanual_seed: null\nnum_gpu_extra: 1\n')
+    check_option_file(str(path), sections=True)
+    path.write_text(TOP.replace('num_gpu: 0', 'num_gpu: auto'))
+    check_option_file(str(path), sections=True)
+
+
 def test_missing_folder_and_binary(tmp_path):
     with pytest.raises(PreflightError, match=r'gone\.yml: no such option file \(-opt expects'):
         check_option_file(str(tmp_path / 'gone.yml'))
@@ -90,12 +126,14 @@ def test_through_basicsr_scripts_and_entry_points(tmp_path):
     (tmp_path / 'dup.yml').write_text(text + 'name: again\n')
     (tmp_path / 'tab.yml').write_text(text.replace('\n  ', '\n\t', 1))
     (tmp_path / 'empty.yml').write_text('')
+    write_yaml(tmp_path / 'list.yml', dict(opt, val=[{'val_freq': 1}]))
     for cmd, _ in _entry_points():
         for name, pattern in (('dup.yml', 'dup.yml:'), ('tab.yml', 'a tab in the indentation'),
-                              ('empty.yml', 'empty.yml: empty'), ('gone.yml', 'gone.yml: no such option file')):
+                              ('empty.yml', 'empty.yml: empty'), ('gone.yml', 'gone.yml: no such option file'),
+                              ('list.yml', 'val: expected a mapping, e.g. {val_freq')):
             proc = run(cmd + ['-opt', name], cwd=tmp_path, check=False)
             _one_line_error(proc, pattern)
-    assert sorted(os.listdir(tmp_path)) == ['data', 'dup.yml', 'empty.yml', 'tab.yml']  # nothing written
+    assert sorted(os.listdir(tmp_path)) == ['data', 'dup.yml', 'empty.yml', 'list.yml', 'tab.yml']  # nothing written
 
 
 def test_another_programs_duplicate_keys_load_as_before(tmp_path):

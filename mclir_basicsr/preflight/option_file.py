@@ -98,10 +98,63 @@ def _duplicate_keys(path, node, prefix=''):
     return None
 
 
-def check_option_file(path, duplicates=True):
+# --------------------------------------------------------------------------- what parse_options reads
+# Sections that are mappings wherever given; null is left to the later checks, which say whether it is needed.
+MAPPINGS = {'network_g': '{type: EDSR, ...}', 'network_d': '{type: VGGStyleDiscriminator, ...}',
+            'datasets': '{train: {...}, val: {...}}', 'path': '{pretrain_network_g: null, resume_state: null}',
+            'train': '{total_iter: ..., optim_g: {...}}', 'val': '{val_freq: ..., save_img: false, metrics: {...}}',
+            'logger': '{print_freq: 100, save_checkpoint_freq: 5000, use_tb_logger: true}',
+            'dist_params': '{backend: nccl, port: 29500}'}
+# What BasicSR's parse_options itself reads (a KeyError or a TypeError from inside it otherwise).
+REQUIRED = {'name': 'a name for the run (its folder under experiments/ or results/)',
+            'num_gpu': 'the number of GPUs: 0 for the CPU, or auto',
+            'datasets': f'a mapping, e.g. {MAPPINGS["datasets"]}', 'path': f'a mapping, e.g. {MAPPINGS["path"]}'}
+INT_TAG, NULL_TAG, STR_TAG = 'tag:yaml.org,2002:int', 'tag:yaml.org,2002:null', 'tag:yaml.org,2002:str'
+
+
+def _shown(node):
+    if isinstance(node, yaml.MappingNode):
+        return 'a mapping'
+    if isinstance(node, yaml.SequenceNode):
+        return 'a list'
+    return repr(node.value) if node.tag == STR_TAG else node.value or 'null'
+
+
+def _fail(path, key, node, expected, line):
+    return PreflightError(f'{key}: expected {expected}, got {_shown(node)} ({path}:{line + 1})')
+
+
+def _check_top_level(path, root):
+    """What BasicSR's ``parse_options`` reads before the add-on's checks can run: the sections a run reads given as
+    mappings, and ``name``, ``num_gpu``, ``manual_seed``, ``datasets`` and ``path`` as it needs them."""
+    top = {key.value: (value, key.start_mark.line) for key, value in root.value if isinstance(key, yaml.ScalarNode)}
+    for key, expected in REQUIRED.items():
+        if key not in top:
+            raise PreflightError(f'{key}: not set (expected {expected}; BasicSR reads it) ({path})')
+    for key, (node, line) in top.items():
+        if key in MAPPINGS and not isinstance(node, yaml.MappingNode):
+            if node.tag != NULL_TAG or key in REQUIRED:
+                raise _fail(path, key, node, f'a mapping, e.g. {MAPPINGS[key]}', line)
+    for phase, node in top['datasets'][0].value:
+        if not isinstance(node, yaml.MappingNode):
+            raise _fail(path, f'datasets.{phase.value}', node, 'a mapping, e.g. {type: PairedImageDataset, ...}',
+                        phase.start_mark.line)
+    (name, line), (num_gpu, gpu_line) = top['name'], top['num_gpu']
+    if not isinstance(name, yaml.ScalarNode) or name.tag == NULL_TAG or not name.value:
+        raise _fail(path, 'name', name, REQUIRED['name'], line)
+    if not isinstance(num_gpu, yaml.ScalarNode) or (num_gpu.tag != INT_TAG and num_gpu.value != 'auto') or \
+            num_gpu.value.startswith('-'):
+        raise _fail(path, 'num_gpu', num_gpu, 'an integer >= 0 (0: the CPU) or auto', gpu_line)
+    seed, line = top.get('manual_seed', (None, 0))
+    if seed is not None and not (isinstance(seed, yaml.ScalarNode) and seed.tag in (INT_TAG, NULL_TAG)):
+        raise _fail(path, 'manual_seed', seed, 'an integer or null', line)
+
+
+def check_option_file(path, duplicates=True, sections=False):
     """Raise PreflightError (one line, starting with the file) when the option file at ``path`` is missing,
     unreadable, empty, not YAML, indented with a tab, not a mapping at the top, or (``duplicates``) has a key
-    written twice in one mapping. Returns the file's text."""
+    written twice in one mapping; with ``sections``, also when what BasicSR's ``parse_options`` reads is missing
+    or of the wrong shape (that one starts with the option). Returns the file's text."""
     text = read_text(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -119,4 +172,6 @@ def check_option_file(path, duplicates=True):
         found = _duplicate_keys(path, root)
         if found:
             raise found
+    if sections:
+        _check_top_level(path, root)
     return text
