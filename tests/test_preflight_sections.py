@@ -97,7 +97,7 @@ def test_accepted_dataset_values():
     del opt['datasets']['train']['dataset_enlarge_ratio']  # optional
     check_sections(parsed(opt), True)
     single = {'type': 'SingleImageDataset', 'dataroot_lq': 'lq', 'io_backend': {'type': 'disk'}}
-    test_run = {'network_g': FFANET, 'datasets': {'test_1': single}}  # no scale needed, no train section
+    test_run = {'network_g': FFANET, 'datasets': {'test_1': single}, 'val': {'save_img': False}}  # no scale, no train
     check_sections(parsed(test_run, False), False)
 
 
@@ -497,3 +497,83 @@ def test_basicsr_test_script_stops_before_writing(workdir):
     _assert_one_line_error(proc, 'datasets.test_1.dataroot_lq: LQ 000.png is 16x16 and GT 000.png is 48x48 (x3), '
                                  'but scale is 2')
     assert sorted(os.listdir(workdir)) == ['data', 't.yml']  # no results/
+
+
+# --------------------------------------------------------------------------- losses, val, logger, network_d
+def _train(**changes):
+    opt = base()
+    opt['train'].update(changes)
+    return opt
+
+
+def _val(**changes):
+    opt = base()
+    opt['val'] = {k: v for k, v in dict(opt['val'], **changes).items() if v is not DROP}
+    return opt
+
+
+def _logger(**changes):
+    opt = base()
+    opt['logger'] = {k: v for k, v in dict(opt['logger'], **changes).items() if v is not DROP}
+    return opt
+
+
+PSNR = {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}
+
+
+@pytest.mark.parametrize('opt,message', [
+    (_train(pixel_opt={'type': 'L1loss', 'loss_weight': 1.0}),
+     r"^train\.pixel_opt\.type: 'L1loss' is not a registered loss \(LOSS_REGISTRY\) \(did you mean 'L1Loss'\?\)$"),
+    (_train(pixel_opt={'type': 'L1Loss', 'loss_wieght': 1.0}),
+     r"^train\.pixel_opt\.loss_wieght: not an argument of L1Loss .*\(did you mean 'loss_weight'\?\)$"),
+    (_train(pixel_opt={'type': 'L1Loss', 'loss_weight': '1'}), r"^train\.pixel_opt\.loss_weight: expected a number"),
+    (_train(pixel_opt=['L1Loss']), r'^train\.pixel_opt: expected a mapping, e\.g\. \{type: L1Loss'),
+    (_train(perceptual_opt={'type': 'PerceptualLoss', 'layer_weights': {'conv5_4': 1}, 'vgg_typ': 'vgg19'}),
+     r"^train\.perceptual_opt\.vgg_typ: not an argument of PerceptualLoss .*did you mean 'vgg_type'"),
+    (_train(fft_opt={'loss_weight': 1}), r'^train\.fft_opt\.type: not set \(expected the name of a registered loss'),
+    (_val(val_freq='5e3'), r"^val\.val_freq: expected a positive integer, got '5e3' \(YAML reads"),
+    (_val(val_freq=DROP), r'^val\.val_freq: not set \(BasicSR validates every val_freq iterations\)$'),
+    (_val(save_img='no'), r"^val\.save_img: expected true or false, got 'no'$"),
+    (_val(save_img=DROP), r'^val\.save_img: not set'),
+    (_val(pbar=1), r'^val\.pbar: expected true or false, got 1$'),
+    (_val(metrics=[PSNR]), r'^val\.metrics: expected a mapping, e\.g\. \{psnr:'),
+    (_val(metrics={'psnr': dict(PSNR, type='calculate_PSNR')}),
+     r"^val\.metrics\.psnr\.type: 'calculate_PSNR' is not a registered metric \(METRIC_REGISTRY\) \(did you mean "
+     r"'calculate_psnr'\?\)$"),
+    (_val(metrics={'psnr': {'type': 'calculate_psnr'}}), r'^val\.metrics\.psnr\.crop_border: required by '
+                                                          r'calculate_psnr .*, not set$'),
+    (_val(metrics={'psnr': dict(PSNR, crop_border='2')}), r"^val\.metrics\.psnr\.crop_border: expected an integer"),
+    (_val(metrics={'psnr': dict(PSNR, better='more')}), r"^val\.metrics\.psnr\.better: expected one of higher, lower"),
+    (_val(metrics={'psnr': dict(PSNR, img2=1)}), r'^val\.metrics\.psnr\.img2: set, but the model passes the images'),
+    (_logger(print_freq=0), r'^logger\.print_freq: expected a positive integer, got 0$'),
+    (_logger(save_checkpoint_freq='5e3'), r"^logger\.save_checkpoint_freq: expected a positive integer, got '5e3'"),
+    (_logger(save_checkpoint_freq=DROP), r'^logger\.save_checkpoint_freq: not set'),
+    (_logger(use_tb_logger='yes'), r"^logger\.use_tb_logger: expected true or false, got 'yes'$"),
+    (_logger(use_tb_logger=False, wandb={'project': 'p'}), r'^logger\.use_tb_logger: expected true with '
+                                                            r'logger\.wandb\.project set'),
+    (dict(base(), logger=None), r"^logger: not set \(BasicSR's train\.py reads it"),
+    (dict(base(), network_d={'type': 'VGGStyleDiscriminatr', 'num_in_ch': 3, 'num_feat': 8}),
+     r"^network_d\.type: 'VGGStyleDiscriminatr' is not a registered arch .*did you mean 'VGGStyleDiscriminator'"),
+])
+def test_bad_losses_val_logger(opt, message):
+    assert re.search(message, rejected(opt)), rejected(opt)
+
+
+def test_val_of_a_test_run():
+    opt = test_options('t', 'data', None)
+    check_sections(parsed(opt, False), False)
+    assert rejected(dict(opt, val=None), False).startswith("val: not set (BasicSR's test.py reads it")
+    no_suffix = dict(opt, val={'save_img': True, 'metrics': None})
+    assert rejected(no_suffix, False).startswith("val.suffix: not set (BasicSR's test.py reads it when save_img")
+    check_sections(parsed(dict(opt, val={'save_img': True, 'suffix': None}), False), False)
+
+
+def test_accepted_losses_val_logger():
+    ok = [_train(pixel_opt=None, perceptual_opt={'type': 'PerceptualLoss', 'layer_weights': {'conv5_4': 1.0}}),
+          _train(pixel_opt={'type': 'CharbonnierLoss', 'loss_weight': 1, 'eps': 1e-12}),
+          _val(metrics=None), _val(metrics={'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'better': 'higher'}}),
+          _val(val_freq=5000.0, pbar=True), dict(base(), val=None),
+          _logger(use_tb_logger=True, wandb={'project': None, 'resume_id': None}),
+          dict(base(), network_d={'type': 'VGGStyleDiscriminator', 'num_in_ch': 3, 'num_feat': 8})]
+    for opt in ok:
+        check_sections(parsed(opt), True)

@@ -48,6 +48,16 @@ def dataset(path, name):
     return registered(path, name, DATASET_REGISTRY, 'dataset (DATASET_REGISTRY)')
 
 
+def loss(path, name):
+    from basicsr.utils.registry import LOSS_REGISTRY
+    return registered(path, name, LOSS_REGISTRY, 'loss (LOSS_REGISTRY)')
+
+
+def metric(path, name):
+    from basicsr.utils.registry import METRIC_REGISTRY
+    return registered(path, name, METRIC_REGISTRY, 'metric (METRIC_REGISTRY)')
+
+
 def dataset_class(name):
     """The dataset class of ``type: name``, or None."""
     from basicsr.utils.registry import DATASET_REGISTRY

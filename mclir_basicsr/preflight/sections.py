@@ -158,11 +158,97 @@ def check_total_iter(opt):
     positive_count('train.total_iter', train['total_iter'])
 
 
+# --------------------------------------------------------------------------- losses, validation, logger
+ADDON_LOSSES = ('spn_opt', 'cr_opt', 'uncertainty_opt')  # the add-on's own (mclir_basicsr.options)
+LOSS_EXAMPLE = '{type: L1Loss, loss_weight: 1.0, reduction: mean}'
+METRIC_INPUTS = ('img', 'img2')  # what BasicSR's calculate_metric passes itself
+
+
+def check_losses(train):
+    """Every ``train.<name>_opt`` but the add-on's: null, or a LOSS_REGISTRY type and arguments its constructor
+    takes (BasicSR's ``build_loss``). The official fork's subtracted ``perceptual_opt`` is the add-on's SPN term,
+    checked with it."""
+    from mclir_basicsr.official_options import OFFICIAL_NEGATIVE_KEYS
+    official = any(k in train for k in OFFICIAL_NEGATIVE_KEYS)
+    for key, section in train.items():
+        key = str(key)
+        if not key.endswith('_opt') or key in ADDON_LOSSES or section is None or \
+                (official and key == 'perceptual_opt'):
+            continue
+        path = f'train.{key}'
+        mapping(path, section, LOSS_EXAMPLE)
+        loss = registry.loss(f'{path}.type', section.get('type'))
+        check_arguments(path, _owner(loss), loss, {k: v for k, v in section.items() if k != 'type'})
+
+
+def check_metrics(metrics):
+    """``val.metrics``: null, or a mapping of names to METRIC_REGISTRY types with the arguments the function takes
+    besides the two images (BasicSR's ``calculate_metric`` passes every other key, ``better`` included)."""
+    if metrics is None:
+        return
+    mapping('val.metrics', metrics, '{psnr: {type: calculate_psnr, crop_border: 4, test_y_channel: true}}')
+    for name, section in metrics.items():
+        path = f'val.metrics.{name}'
+        mapping(path, section, '{type: calculate_psnr, crop_border: 4, test_y_channel: true}')
+        metric = registry.metric(f'{path}.type', section.get('type'))
+        arguments = {k: v for k, v in section.items() if k != 'type'}
+        for given in METRIC_INPUTS:
+            if given in arguments:
+                raise MCLIROptionError(f'{path}.{given}: set, but the model passes the images itself (remove it)')
+        check_arguments(path, _owner(metric), metric, dict(arguments, **dict.fromkeys(METRIC_INPUTS)))
+        if 'better' in section:
+            one_of('higher', 'lower')(f'{path}.better', section['better'])
+
+
+def check_val(opt, is_train):
+    """``val``, which BasicSR's train.py (every ``val_freq`` iterations) and test.py read."""
+    val = opt.get('val')
+    if val is None:
+        if not is_train:
+            raise MCLIROptionError('val: not set (BasicSR\'s test.py reads it, e.g. {save_img: true, suffix: ~, '
+                                   'metrics: {...}})')
+        return
+    mapping('val', val, '{val_freq: 5000, save_img: false, metrics: {...}}')
+    if is_train:
+        _required('val', val, 'val_freq', positive_count, 'BasicSR validates every val_freq iterations')
+    _required('val', val, 'save_img', boolean, 'BasicSR reads it: true or false')
+    if not is_train and val['save_img'] and 'suffix' not in val:
+        raise MCLIROptionError('val.suffix: not set (BasicSR\'s test.py reads it when save_img is true: null, or a '
+                               'string added to the saved images\' names)')
+    if val.get('pbar') is not None:
+        boolean('val.pbar', val['pbar'])
+    check_metrics(val.get('metrics'))
+
+
+def check_logger(opt):
+    """``logger``, which BasicSR's train.py reads: the print and checkpoint frequencies, the tensorboard switch
+    and wandb's project."""
+    if opt.get('logger') is None:
+        raise MCLIROptionError('logger: not set (BasicSR\'s train.py reads it, e.g. {print_freq: 100, '
+                               'save_checkpoint_freq: 5000, use_tb_logger: true})')
+    logger = mapping('logger', opt['logger'], '{print_freq: 100, save_checkpoint_freq: 5000, use_tb_logger: true}')
+    for key in ('print_freq', 'save_checkpoint_freq'):
+        _required('logger', logger, key, positive_count, 'BasicSR\'s train.py reads it: every how many iterations')
+    if logger.get('use_tb_logger') is not None:
+        boolean('logger.use_tb_logger', logger['use_tb_logger'])
+    wandb = logger.get('wandb')
+    if wandb is not None:
+        mapping('logger.wandb', wandb, '{project: ..., resume_id: ~}')
+        if wandb.get('project') is not None and logger.get('use_tb_logger') is not True:
+            raise MCLIROptionError('logger.use_tb_logger: expected true with logger.wandb.project set (BasicSR '
+                                   f'syncs wandb from tensorboard), got {logger.get("use_tb_logger")!r}')
+
+
 def check_sections(opt, is_train):
     """Every check of BasicSR's own sections (``opt`` as BasicSR's parse_options returns it); raises the first
     problem found."""
     check_network(opt)
+    if opt.get('network_d') is not None:
+        check_network(opt, 'network_d')
     check_scale(opt)
     check_datasets(opt, is_train)
     if is_train:
         check_total_iter(opt)
+        check_losses(opt['train'])
+        check_logger(opt)
+    check_val(opt, is_train)
