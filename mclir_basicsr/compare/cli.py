@@ -7,8 +7,15 @@ from collections import OrderedDict
 import yaml
 
 from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN
-from mclir_basicsr.compare.errors import CompareError
-from mclir_basicsr.compare.options import add_cr, add_spn, has_method, load_options, method_name, strip_method
+from mclir_basicsr.compare.options import (
+    CompareError,
+    add_cr,
+    add_spn,
+    has_method,
+    load_options,
+    method_name,
+    strip_method,
+)
 from mclir_basicsr.compare.pipeline import compare
 
 

@@ -13,9 +13,9 @@ import time
 from collections import OrderedDict
 
 from mclir_basicsr.compare.equal_time import budget_iters, calibrate, eqtime_run, measured_eqtime_runs
-from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.compare.evaluation import collect, evaluate, load_val_images
 from mclir_basicsr.compare.options import (
+    CompareError,
     has_method,
     method_name,
     metric_settings,
