@@ -24,7 +24,7 @@ import sys
 import time
 from collections import OrderedDict
 
-from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN, DEMO_VGG_NEGATIVES, DEMO_VGG_SPN
+from mclir_basicsr.compare.cli import DEMO_NEGATIVES, DEMO_SPN, DEMO_VGG_NEGATIVES, DEMO_VGG_SPN
 from mclir_basicsr.compare.options import add_spn, save_options, spn_description
 from mclir_basicsr.compare.pipeline import compare
 
