@@ -96,13 +96,14 @@ setup(
         'lmdb',
         'pyyaml',
         'tensorboard',
-        'matplotlib',
-        'scikit-image',
     ],
     extras_require={
         # h5py reads the HED weights mclir-hed-vgg converts into pretrained VGG16 features (docs/vgg_weights.md)
         'hed': ['h5py'],
-        'test': ['pytest', 'hypothesis', 'ruff', 'h5py'],
+        # mclir-demo and mclir-compare: the plots (matplotlib) and the demo's photos (scikit-image); without them
+        # they stop with one line naming this extra (mclir_basicsr.compare.plots.require_demo_extra)
+        'demo': ['matplotlib', 'scikit-image'],
+        'test': ['pytest', 'hypothesis', 'ruff', 'h5py', 'matplotlib', 'scikit-image'],
     },
     entry_points={'console_scripts': [
         'mclir-train=mclir_basicsr.train:main',

@@ -24,9 +24,10 @@ import sys
 import time
 from collections import OrderedDict
 
-from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN, DEMO_VGG_NEGATIVES, DEMO_VGG_SPN
-from mclir_basicsr.compare.options import add_spn, save_options, spn_description
+from mclir_basicsr.compare.cli import DEMO_NEGATIVES, DEMO_SPN, DEMO_VGG_NEGATIVES, DEMO_VGG_SPN
+from mclir_basicsr.compare.options import CompareError, add_spn, save_options, spn_description
 from mclir_basicsr.compare.pipeline import compare
+from mclir_basicsr.compare.plots import require_demo_extra
 
 SCALE = 2
 # Training photos and the held-out validation photos (scikit-image ships all of them; no download).
@@ -292,6 +293,10 @@ def _prepare_data(out, args, feature):
 def run(argv=None):
     """The demo; returns the comparison summary (or the option files with --data-only)."""
     args = build_parser().parse_args(argv)
+    try:  # the photos, and the plots (not needed for --data-only): the demo extra
+        require_demo_extra('skimage', *(() if args.data_only else ('matplotlib',)))
+    except CompareError as e:
+        raise SystemExit(f'mclir-demo: {e}') from None
     t0 = time.time()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)

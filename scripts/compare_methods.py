@@ -24,9 +24,8 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mclir_basicsr import demo  # noqa: E402
-from mclir_basicsr.compare.errors import CompareError  # noqa: E402
 from mclir_basicsr.compare.methods import compare_methods  # noqa: E402
-from mclir_basicsr.compare.options import add_cr, add_sections  # noqa: E402
+from mclir_basicsr.compare.options import CompareError, add_cr, add_sections  # noqa: E402
 
 BUILTIN_ARMS = ('CR', 'SPN')
 

@@ -3,6 +3,7 @@ import csv
 import json
 import math
 import os
+import sys
 
 import cv2
 import pytest
@@ -134,6 +135,24 @@ def test_compare_cli_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit, match='different datasets'):
         cmp.main(['base.yml', 'other.yml'])
     assert not (tmp_path / 'compare_output').exists()  # nothing written on an error
+
+
+def test_demo_and_compare_name_the_missing_demo_extra(tmp_path, monkeypatch):
+    from mclir_basicsr import demo
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # not installed, as far as imports go
+    write_yaml(tmp_path / 'base.yml', train_options('y', 'data'))
+    with pytest.raises(SystemExit) as e:
+        cmp.main(['base.yml', '--spn', 'on'])
+    assert str(e.value) == ("mclir-compare: matplotlib is not installed (the demo and the comparison tool need it; "
+                            "training with the add-on does not): pip install 'mclir-basicsr[demo]'")
+    assert not (tmp_path / 'compare_output').exists()  # before anything trains
+    with pytest.raises(SystemExit, match=r"^mclir-demo: matplotlib is not installed .*\[demo\]'$"):
+        demo.main(['--out', 'd', '--feature', 'pixel'])
+    monkeypatch.setitem(sys.modules, 'skimage', None)
+    with pytest.raises(SystemExit, match=r"^mclir-demo: scikit-image is not installed .*\[demo\]'$"):
+        demo.main(['--out', 'd', '--feature', 'pixel', '--data-only'])  # the photos; no plots with --data-only
+    assert not (tmp_path / 'd').exists()
 
 
 def test_spn_toggle_and_rewrite(tmp_path):

@@ -331,7 +331,7 @@ def test_resume_state_from_elsewhere_is_refused_in_one_line(workdir, data_x2):
 
 # --------------------------------------------------------------------------- one line for every error
 def test_every_error_the_add_on_raises_is_an_mclir_error():
-    from mclir_basicsr.compare.errors import CompareError
+    from mclir_basicsr.compare.options import CompareError
     from mclir_basicsr.history import NegativePoolStateError
     from mclir_basicsr.models.guards import CheckpointMismatchError, NonFiniteError
     from mclir_basicsr.runs.data_errors import DataLoadError

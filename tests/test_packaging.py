@@ -3,7 +3,8 @@
 The builds run on a copy of the sources in a temporary folder, with the environment's setuptools (no build
 isolation: nothing is downloaded). A fresh interpreter then sees only the temporary install of mclir_basicsr
 (python -S; torch and basicsr come from the venv's site-packages added as a plain path, so the venv's own
-editable install and .pth are not processed)."""
+editable install and .pth are not processed). And what the install requires: the plots and the demo's photos
+(matplotlib, scikit-image) are the ``demo`` extra, which the core never imports."""
 import importlib
 import os
 import runpy
@@ -150,3 +151,26 @@ def test_pins_match_the_code(setup_py):
     assert 'torch>=2.1' in reqs  # torch._foreach_copy_, torch.load(mmap=True)
     low = '.'.join(map(str, compat.TESTED_RANGE[0]))
     assert f'basicsr>={low}' in reqs  # no upper bound: newer BasicSR versions meet the guard, not a downgrade
+
+
+def test_plots_and_photos_are_the_demo_extra(setup_py):
+    from mclir_basicsr.compare.plots import DEMO_EXTRA, DEMO_INSTALL
+    given, demo = setup_py['setup'], {'matplotlib', 'scikit-image'}
+    assert set(given['extras_require']['demo']) == demo == set(DEMO_EXTRA.values()) and '[demo]' in DEMO_INSTALL
+    assert demo <= set(given['extras_require']['test'])  # the tests draw plots and build data from those photos
+    assert not demo & {r.split('#')[0].strip() for r in given['install_requires']}
+
+
+def test_core_works_without_matplotlib_and_scikit_image(tmp_path):
+    # both made unimportable: the add-on, its model, losses and networks, and BasicSR's own train/test entry
+    # points import (and register) without them; the comparison tool and the demo import too (they check later)
+    code = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = sys.modules['skimage'] = None\n"
+        "import mclir_basicsr, mclir_basicsr.models, mclir_basicsr.losses, mclir_basicsr.archs\n"
+        "import basicsr.train, basicsr.test\n"
+        "from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY\n"
+        "import mclir_basicsr.train, mclir_basicsr.compare, mclir_basicsr.demo\n"
+        "print(MODEL_REGISTRY.get('ModelContrastiveModel').__name__, LOSS_REGISTRY.get('SPNLoss').__name__)\n")
+    out = run([PY, '-c', code], cwd=tmp_path, env={'PYTHONPATH': REPO})
+    assert out.stdout.split() == ['ModelContrastiveModel', 'SPNLoss']

@@ -34,18 +34,18 @@ Written into ``--out``:
     checkpoints/              the final network of every run (<baseline|spn|baseline_eqtime>_seed<S>.pth)
     summary.json              all of the above as data
 
-Modules, one job each: options (editing option dicts), logs (BasicSR log parsing), runner
+Modules, one job each: options (editing option dicts; :class:`CompareError`), logs (BasicSR log parsing), runner
 (subprocesses, progress), evaluation (validation images, metrics), equal_time (iterations at equal
 time, calibration), report (statistics, CSV, markdown), plots, pipeline (:func:`compare`), cli,
 methods (several method arms against one shared baseline: scripts/compare_methods.py).
 """
 from mclir_basicsr.compare.cli import build_parser, main, run_cli
 from mclir_basicsr.compare.equal_time import calibrate, equal_time_iters
-from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.compare.evaluation import collect, image_metrics, load_val_images
 from mclir_basicsr.compare.logs import parse_iter_line, parse_train_log
 from mclir_basicsr.compare.methods import compare_methods
 from mclir_basicsr.compare.options import (
+    CompareError,
     add_cr,
     add_sections,
     add_spn,

@@ -1,15 +1,38 @@
 """The ``mclir-compare`` command line: which two option sets to compare (a baseline and a method: SPN, CR,
-...), and the comparison's settings."""
+...), and the comparison's settings; the SPN defaults of ``--spn on``, which are the demo's (``DEMO_*``)."""
 import argparse
 import os
 from collections import OrderedDict
 
 import yaml
 
-from mclir_basicsr.compare.defaults import DEMO_NEGATIVES, DEMO_SPN
-from mclir_basicsr.compare.errors import CompareError
-from mclir_basicsr.compare.options import add_cr, add_spn, has_method, load_options, method_name, strip_method
+from mclir_basicsr.compare.options import (
+    CompareError,
+    add_cr,
+    add_spn,
+    has_method,
+    load_options,
+    method_name,
+    strip_method,
+)
 from mclir_basicsr.compare.pipeline import compare
+
+# The SPN settings `--spn on` adds unless told otherwise, which are the demo's (:mod:`mclir_basicsr.demo`). Pixel
+# space (no weight file needed): chosen by scripts/dev/sweep_demo.py on the demo's data (docs/evidence.md): lambda 0.1,
+# subtract, K = 2 negatives refreshed every 50 / 200 iterations, decay 0.1. VGG16 space: the paper's negatives and
+# layers with the loss weight and estimator that scripts/dev/vgg_evidence.py measured (docs/vgg_evidence.md).
+DEMO_SPN = OrderedDict([('type', 'SPNLoss'), ('loss_weight', 0.1), ('feature', 'pixel'), ('criterion', 'l1'),
+                        ('mode', 'subtract')])
+DEMO_NEGATIVES = OrderedDict([('update_every', [50, 200]), ('decay', [0.1, 0.1]), ('init_decay', 0.1)])
+
+# VGG16 (the paper's feature space): the official negatives (K = 4, every 100 / 200 / 500 / 1000 iterations, decay
+# 0.1) and layers; the term on 4 of the 8 samples of each batch, one per negative (split: unbiased, and what makes
+# the demo fit in minutes); lambda for the HED weights' Caffe activation scale (docs/vgg_weights.md).
+DEMO_VGG_SPN = OrderedDict([('type', 'SPNLoss'), ('loss_weight', 0.001), ('feature', 'vgg16'),
+                            ('layer_weights', OrderedDict([('relu1_2', 0.2), ('relu2_2', 0.3), ('relu3_3', 0.5)])),
+                            ('criterion', 'l1'), ('mode', 'subtract')])
+DEMO_VGG_NEGATIVES = OrderedDict([('update_every', [100, 200, 500, 1000]), ('decay', [0.1] * 4), ('init_decay', 0.1),
+                                  ('split_batch', True), ('samples_per_step', 4)])
 
 
 def default_spn():
@@ -48,9 +71,9 @@ def build_parser():
     p.add_argument('--cr-opt', help='with --cr on: train.cr_opt as YAML/JSON text or a file (default: '
                                     '{type: CRLoss, loss_weight: 0.1, feature: pixel})')
     p.add_argument('--spn-opt', help='with --spn on: train.spn_opt as YAML/JSON text or a file '
-                                     '(default: the demo\'s, mclir_basicsr.compare.defaults.DEMO_SPN)')
+                                     '(default: the demo\'s, mclir_basicsr.compare.cli.DEMO_SPN)')
     p.add_argument('--negatives', help='with --spn on: train.negatives as YAML/JSON text or a file '
-                                       '(default: the demo\'s, mclir_basicsr.compare.defaults.DEMO_NEGATIVES)')
+                                       '(default: the demo\'s, mclir_basicsr.compare.cli.DEMO_NEGATIVES)')
     p.add_argument('--out', default='compare_output', help='output folder (default: ./compare_output)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0], help='paired seeds (default: 0)')
     p.add_argument('--iters', type=int, help='train.total_iter of every run (default: the option file\'s)')

@@ -11,9 +11,8 @@ import statistics
 
 import cv2
 
-from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.compare.logs import latest_file, parse_train_log
-from mclir_basicsr.compare.options import val_datasets
+from mclir_basicsr.compare.options import CompareError, val_datasets
 from mclir_basicsr.compare.report import mean
 from mclir_basicsr.compare.runner import checkpoint_path
 

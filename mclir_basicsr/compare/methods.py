@@ -13,9 +13,8 @@ import os
 import re
 from collections import OrderedDict
 
-from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.compare.evaluation import collect
-from mclir_basicsr.compare.options import has_method, method_name, spn_description
+from mclir_basicsr.compare.options import CompareError, has_method, method_name, spn_description
 from mclir_basicsr.compare.pipeline import check_pair
 from mclir_basicsr.compare.report import mean, std
 from mclir_basicsr.compare.runner import plan_runs, run_all

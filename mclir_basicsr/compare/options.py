@@ -1,5 +1,6 @@
 """Editing BasicSR option dicts for a comparison: read/write, the method (SPN, CR, ...) on/off, what a run
-rewrites, the test options of a trained run, the metric settings, and stretching a schedule to another length.
+rewrites, the test options of a trained run, the metric settings, and stretching a schedule to another length;
+and the tool's one error type, :class:`CompareError` (the modules that raise it import it from here).
 
 Everything here takes an option dict and returns a new one; the input is never modified.
 """
@@ -9,7 +10,7 @@ from collections import OrderedDict
 
 import yaml
 
-from mclir_basicsr.compare.errors import CompareError
+from mclir_basicsr.errors import MCLIRError
 from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS as OFFICIAL_KEYS
 from mclir_basicsr.options import describe_refresh, parse_mclir_options
 from mclir_basicsr.preflight import PreflightError
@@ -21,6 +22,10 @@ SWITCHABLE_MODELS = ('SRModel', 'SwinIRModel', 'ModelContrastiveModel')
 ADDON_MODEL = 'ModelContrastiveModel'
 # The add-on's other training terms besides SPN: (train key, short name). A baseline has none of them.
 METHOD_SECTIONS = (('cr_opt', 'CR'), ('uncertainty_opt', 'uncertainty'))
+
+
+class CompareError(MCLIRError, RuntimeError):
+    """A run failed or the option files cannot be compared; the message says which and why."""
 
 
 # --------------------------------------------------------------------------- files

@@ -13,9 +13,9 @@ import time
 from collections import OrderedDict
 
 from mclir_basicsr.compare.equal_time import budget_iters, calibrate, eqtime_run, measured_eqtime_runs
-from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.compare.evaluation import collect, evaluate, load_val_images
 from mclir_basicsr.compare.options import (
+    CompareError,
     has_method,
     method_name,
     metric_settings,
@@ -25,7 +25,7 @@ from mclir_basicsr.compare.options import (
     train_amp,
     val_datasets,
 )
-from mclir_basicsr.compare.plots import plot_crops, plot_curves
+from mclir_basicsr.compare.plots import plot_crops, plot_curves, require_demo_extra
 from mclir_basicsr.compare.report import markdown, summarize, write_csv
 from mclir_basicsr.compare.runner import plan_runs, run_all
 
@@ -134,6 +134,7 @@ def compare(baseline_opt, spn_opt, out, seeds=(0,), iters=None, val_freq=None, j
     stream = stream or sys.stdout
     out, base_dir = os.path.abspath(out), os.path.abspath(base_dir or os.getcwd())
     warnings = check_pair(baseline_opt, spn_opt, iters, budget_seconds, calibration_iters)
+    require_demo_extra('matplotlib')  # the plots come after the training: fail before it
     for w in warnings:
         print(f'mclir-compare: warning: {w}', file=stream, flush=True)
     prefix = prefix or re.sub(r'\W+', '_', str(baseline_opt.get('name', 'run'))).replace('debug', 'dbg')

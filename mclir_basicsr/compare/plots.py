@@ -2,18 +2,38 @@
 (the method: SPN, CR, ...; its runs carry the label ``spn``).
 
 matplotlib (about 1.5 s) and basicsr (seconds: torch and every architecture) are imported inside the
-functions that draw, so that importing the tool, and its ``--help``, stay fast.
+functions that draw, so that importing the tool, and its ``--help``, stay fast. matplotlib is not a requirement
+of the add-on: it comes with the ``demo`` extra (with scikit-image, the demo's photos), and
+:func:`require_demo_extra` names what is missing and how to install it before anything trains.
 """
+import importlib.util
+
 import cv2
 import numpy as np
 
+from mclir_basicsr.compare.options import CompareError
 from mclir_basicsr.compare.report import EQTIME, RUN_LABELS, mean, std
+
+# The ``demo`` extra (setup.py): the modules the demo and the comparison tool import, with their package names.
+DEMO_EXTRA = {'matplotlib': 'matplotlib', 'skimage': 'scikit-image'}
+DEMO_INSTALL = "pip install 'mclir-basicsr[demo]'"
 
 COLORS = {'baseline': 'tab:blue', 'spn': 'tab:red', EQTIME: 'tab:green'}
 NAMES = {'baseline': 'baseline (L1)', 'spn': 'SPN', EQTIME: 'baseline (L1), equal time'}
 
 
+def require_demo_extra(*modules):
+    """Raise :class:`CompareError` (one line: the missing packages and the command that installs them) unless
+    every one of ``modules`` (import names, keys of :data:`DEMO_EXTRA`) can be imported; imports nothing."""
+    missing = [DEMO_EXTRA[m] for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        verb, it = ('is', 'it') if len(missing) == 1 else ('are', 'them')
+        raise CompareError(f'{" and ".join(missing)} {verb} not installed (the demo and the comparison tool need {it}; '
+                           f'training with the add-on does not): {DEMO_INSTALL}')
+
+
 def _matplotlib():
+    require_demo_extra('matplotlib')
     import matplotlib  # lazy: see the module docstring
     matplotlib.use('Agg', force=True)
     import matplotlib.pyplot as plt

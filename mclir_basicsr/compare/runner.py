@@ -9,9 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mclir_basicsr.compare.errors import CompareError
 from mclir_basicsr.compare.logs import METRIC_RE, parse_iter_line
-from mclir_basicsr.compare.options import rewrite_options, save_options, test_options
+from mclir_basicsr.compare.options import CompareError, rewrite_options, save_options, test_options
 
 
 @dataclass

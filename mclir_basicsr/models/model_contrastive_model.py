@@ -12,9 +12,9 @@ metrics, EMA, schedulers, logging and the checkpoint format are SRModel's. The m
 
 Small collaborators do the rest: the step's precision, scaler and clipping (:mod:`.precision`), the non-finite
 and checkpoint guards and the network's scale check (:mod:`.guards`), padding and weight maps at test time
-(:mod:`.evaluation`), the adaptive refresh's tensorboard record (:mod:`.events`), GPU option files on a CPU
-(:mod:`.device`), torch's optimisers and schedulers by name (:mod:`.optim`); exact resume and an RNG-neutral
-validation (:mod:`mclir_basicsr.runs.resume`) and atomic saves (:mod:`mclir_basicsr.runs.saving`).
+(:mod:`.evaluation`), the adaptive refresh's tensorboard record (:mod:`.events`), torch's optimisers and
+schedulers by name (:mod:`.optim`); exact resume and an RNG-neutral validation (:mod:`mclir_basicsr.runs.resume`)
+and atomic saves (:mod:`mclir_basicsr.runs.saving`). GPU option files on a CPU: :func:`cpu_without_cuda`.
 """
 import contextlib
 from collections import OrderedDict
@@ -29,7 +29,6 @@ from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.ignored_options import ignored_options
 from mclir_basicsr.models import evaluation
 from mclir_basicsr.models.compiling import compile_negatives, compile_network, compiled_forward
-from mclir_basicsr.models.device import cpu_without_cuda
 from mclir_basicsr.models.events import RefreshEvents
 from mclir_basicsr.models.guards import (  # noqa: F401  (the errors: part of this module's API)
     CheckpointGuardMixin,
@@ -90,6 +89,16 @@ class StepLog:
             return self.sums
         return OrderedDict((name, v / self.counts[name].clamp(min=1) if name in self.counts else v)
                            for name, v in self.sums.items())
+
+
+def cpu_without_cuda(opt):
+    """``num_gpu`` > 0 where CUDA is not available: train (or test) on the CPU with a warning, instead of BasicSR's
+    failure deep inside torch when it moves the network to 'cuda' (the option file runs as it is)."""
+    if opt.get('num_gpu') and not torch.cuda.is_available():
+        get_root_logger().warning(f'num_gpu: {opt["num_gpu"]}, but CUDA is not available here '
+                                  '(torch.cuda.is_available() is False): running on the CPU; set num_gpu: 0 to '
+                                  'silence this.')
+        opt['num_gpu'] = 0
 
 
 def _own_loss(cls, section, device):
