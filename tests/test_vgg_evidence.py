@@ -60,3 +60,18 @@ def test_every_arm_is_a_valid_option_set(tmp_path):
             assert 'spn_opt' not in base['train'] and len(seeds) >= 3
             seen.add(arm)
     assert {'official', 'split', 'split_subset4', 'lambda_matched', 'random_vgg', 'hazy_official'} <= seen
+
+
+def test_finished_arms_outlive_out_in_the_archive(tmp_path):
+    """An arm's summary is kept in the archive, read back when --out lacks it, and never recomputed."""
+    import json
+    out, archive = tmp_path / 'out', tmp_path / 'archive'
+    (out / 'official').mkdir(parents=True)
+    summary = chunk([0, 1, 2], [0.1, 0.0, 0.05])
+    (out / 'official' / 'summary.json').write_text(json.dumps(summary))
+    assert ev.run_arm(str(out), 'official', {}, {}, [0, 1, 2], False, 1, archive=str(archive)) == summary
+    assert json.loads((archive / 'official.json').read_text()) == summary
+    gone = tmp_path / 'elsewhere'  # a new machine: no --out, the archive only
+    assert ev.run_arm(str(gone), 'official', {}, {}, [0, 1, 2], False, 1, report_only=True,
+                      archive=str(archive)) == summary
+    assert ev.run_arm(str(gone), 'split', {}, {}, [0, 1, 2], False, 1, report_only=True, archive=str(archive)) is None

@@ -26,7 +26,9 @@ Seeds run in two chunks (the tables merge them): seeds 0-2 of every part, main's
 of the rest, so that each question gets a first answer early. Equal time runs on seeds 0-2 only.
 
 ``--report FILE`` writes the tables of every finished arm (after each arm) between the markers of FILE;
-``--report-only`` runs nothing.
+``--report-only`` runs nothing. Each finished arm's summary (per-seed PSNR, times; no checkpoints) is also kept in
+``--archive`` (``docs/data/vgg_evidence/`` by default, committed with the report), so the tables can be regenerated
+and the remaining seeds added on a machine that no longer has ``--out``.
 """
 import argparse
 import json
@@ -137,17 +139,41 @@ def arms(part, vgg, scale, data_root, hazy_root):
     return out
 
 
-def run_arm(out, arm, base, method, seeds, equal_time, jobs, report_only=False):
-    """Compare ``base`` and ``method`` over ``seeds`` in ``out/arm`` (or read its summary.json; None when it has
-    not run and ``report_only``)."""
+ARCHIVE = os.path.join(os.path.dirname(os.path.dirname(HERE)), 'docs', 'data', 'vgg_evidence')
+
+
+def archived(archive, arm):
+    """The summary of ``arm`` kept in the repository's archive (``docs/data/vgg_evidence/ARM.json``), or None."""
+    path = os.path.join(archive, f'{arm}.json') if archive else None
+    if path and os.path.isfile(path):
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    return None
+
+
+def archive_summary(archive, arm, summary):
+    """Keep ``summary`` in the archive: the checkpoints and logs stay in --out, the figures outlive it."""
+    if archive:
+        os.makedirs(archive, exist_ok=True)
+        with open(os.path.join(archive, f'{arm}.json'), 'w', encoding='utf-8') as f:
+            json.dump(summary, f, indent=1, default=str)
+
+
+def run_arm(out, arm, base, method, seeds, equal_time, jobs, report_only=False, archive=None):
+    """Compare ``base`` and ``method`` over ``seeds`` in ``out/arm`` (or read its summary.json, or the archive's
+    copy of it; None when it has not run and ``report_only``)."""
     from mclir_basicsr.compare import compare
     folder = os.path.join(out, arm)
     path = os.path.join(folder, 'summary.json')
     if os.path.isfile(path):
         with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    if report_only:
-        return None
+            summary = json.load(f)
+        if archived(archive, arm) is None:
+            archive_summary(archive, arm, summary)
+        return summary
+    summary = archived(archive, arm)
+    if summary is not None or report_only:
+        return summary
     method = OrderedDict(method, name=f'{base["name"]}_spn')
     t0 = time.time()
     summary = compare(base, method, folder, seeds=seeds, jobs=jobs, threads=1, prefix=arm, equal_time=equal_time,
@@ -156,6 +182,7 @@ def run_arm(out, arm, base, method, seeds, equal_time, jobs, report_only=False):
     summary['load_end'] = os.getloadavg()[0]
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=1, default=str)
+    archive_summary(archive, arm, summary)
     return summary
 
 
@@ -239,6 +266,8 @@ def main(argv=None):
     p.add_argument('--report', nargs='+', default=[], help='write the markdown tables into these pages too (between '
                    'their markers, if they have them)')
     p.add_argument('--report-only', action='store_true', help='run nothing: the tables of the finished parts')
+    p.add_argument('--archive', default=ARCHIVE, help='where each finished arm\'s summary (and the scale) is kept '
+                   'and read back when --out lacks it (default: docs/data/vgg_evidence; "" for none)')
     args = p.parse_args(argv)
     from mclir_basicsr.demo import prepare
     out = os.path.abspath(args.out)
@@ -247,13 +276,16 @@ def main(argv=None):
     if not os.path.isdir(os.path.join(data_root, 'val')):
         prepare(data_root, ITERS, ITERS // 10)
     scale_path = os.path.join(out, 'scale.json')
+    scale = archived(args.archive, 'scale')
     if os.path.isfile(scale_path):
         with open(scale_path, encoding='utf-8') as f:
             scale = json.load(f)
-    else:
+    elif scale is None:
         scale = measure_scale(args.vgg, data_root, out)
         with open(scale_path, 'w', encoding='utf-8') as f:
             json.dump(scale, f, indent=1)
+    if archived(args.archive, 'scale') is None:
+        archive_summary(args.archive, 'scale', scale)
     print(json.dumps(scale), flush=True)
     results = OrderedDict()
     # seeds 0-2 of every part, then seeds 3-5 of every part: each question gets a first answer early
@@ -273,7 +305,7 @@ def main(argv=None):
                 continue
             eq = eq and chunk == 0  # equal time on seeds 0-2 only: its verdict needs fewer seeds (see the report)
             folder = arm if chunk == 0 else f'{arm}_seeds{chunk_seeds[0]}-{chunk_seeds[-1]}'
-            summary = run_arm(out, folder, base, method, chunk_seeds, eq, args.jobs, args.report_only)
+            summary = run_arm(out, folder, base, method, chunk_seeds, eq, args.jobs, args.report_only, args.archive)
             if summary is None:
                 continue
             results.setdefault(arm, []).append(summary)
