@@ -121,7 +121,7 @@ def check_option_file(argv):
     name = option_file.model_type(text)
     addon = opted_in() or (name is not None and owner('model', name) == 'mclir_basicsr')
     if addon or _runs_allowed():
-        option_file.check_option_file(path, duplicates=addon, sections=addon)
+        option_file.check_option_file(path, duplicates=addon, sections=addon, text=text)
 
 
 def _note_names_of_others(opt):

@@ -568,6 +568,22 @@ def test_val_of_a_test_run():
     check_sections(parsed(dict(opt, val={'save_img': True, 'suffix': None}), False), False)
 
 
+def test_metrics_get_only_the_images_they_take():
+    """A no-reference metric (no img2 parameter, no **kwargs) is bound with the one image it takes."""
+    from basicsr.utils.registry import METRIC_REGISTRY
+
+    def calculate_nr_only(img, crop_border):
+        return 0.0
+
+    METRIC_REGISTRY._obj_map['calculate_nr_only'] = calculate_nr_only
+    try:
+        check_sections(parsed(_val(metrics={'nr': {'type': 'calculate_nr_only', 'crop_border': 0}})), True)
+        assert re.search(r'^val\.metrics\.nr\.crop_border: required by calculate_nr_only',
+                         rejected(_val(metrics={'nr': {'type': 'calculate_nr_only'}})))
+    finally:
+        del METRIC_REGISTRY._obj_map['calculate_nr_only']
+
+
 def test_accepted_losses_val_logger():
     ok = [_train(pixel_opt=None, perceptual_opt={'type': 'PerceptualLoss', 'layer_weights': {'conv5_4': 1.0}}),
           _train(pixel_opt={'type': 'CharbonnierLoss', 'loss_weight': 1, 'eps': 1e-12}),

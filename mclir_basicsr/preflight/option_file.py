@@ -150,12 +150,13 @@ def _check_top_level(path, root):
         raise _fail(path, 'manual_seed', seed, 'an integer or null', line)
 
 
-def check_option_file(path, duplicates=True, sections=False):
+def check_option_file(path, duplicates=True, sections=False, text=None):
     """Raise PreflightError (one line, starting with the file) when the option file at ``path`` is missing,
     unreadable, empty, not YAML, indented with a tab, not a mapping at the top, or (``duplicates``) has a key
     written twice in one mapping; with ``sections``, also when what BasicSR's ``parse_options`` reads is missing
-    or of the wrong shape (that one starts with the option). Returns the file's text."""
-    text = read_text(path)
+    or of the wrong shape (that one starts with the option). ``text``: the file's text, when already read.
+    Returns the file's text."""
+    text = read_text(path) if text is None else text
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:

@@ -18,7 +18,7 @@ Each of these mistakes otherwise surfaces as a traceback from inside BasicSR or 
   ``int()`` keeps; not a string such as ``1e5``, which YAML reads as one).
 """
 from mclir_basicsr.preflight import registry
-from mclir_basicsr.preflight.arguments import check_arguments
+from mclir_basicsr.preflight.arguments import check_arguments, signature
 from mclir_basicsr.validate import (
     MCLIROptionError,
     boolean,
@@ -195,7 +195,9 @@ def check_metrics(metrics):
         for given in METRIC_INPUTS:
             if given in arguments:
                 raise MCLIROptionError(f'{path}.{given}: set, but the model passes the images itself (remove it)')
-        check_arguments(path, _owner(metric), metric, dict(arguments, **dict.fromkeys(METRIC_INPUTS)))
+        sig = signature(metric)  # the images the model passes, where the function names them
+        passed = [k for k in METRIC_INPUTS if sig is not None and k in sig.parameters]
+        check_arguments(path, _owner(metric), metric, dict(arguments, **dict.fromkeys(passed)))
         if 'better' in section:
             one_of('higher', 'lower')(f'{path}.better', section['better'])
 
