@@ -10,14 +10,15 @@ from helpers import load_script
 ev = load_script('dev/vgg_evidence')
 
 
-def chunk(seeds, deltas, eq=None):
+def chunk(seeds, deltas, eq=None, gaps=None, load=None):
     rows = []
     for i, (s, d) in enumerate(zip(seeds, deltas)):
         row = {'seed': s, 'psnr_delta': d, 'psnr_baseline': 32.0, 's_per_iter_spn': 0.2, 's_per_iter_baseline': 0.01}
         if eq is not None:
-            row.update(psnr_delta_eqtime=eq[i], iters_baseline_eqtime=20000, eqtime_time_gap=0.01)
+            row.update(psnr_delta_eqtime=eq[i], iters_baseline_eqtime=20000,
+                       eqtime_time_gap=gaps[i] if gaps else 0.01)
         rows.append(row)
-    return {'per_seed': rows}
+    return {'per_seed': rows, 'load_end': load}
 
 
 def test_chunks_merge_into_one_arm():
@@ -75,3 +76,13 @@ def test_finished_arms_outlive_out_in_the_archive(tmp_path):
     assert ev.run_arm(str(gone), 'official', {}, {}, [0, 1, 2], False, 1, report_only=True,
                       archive=str(archive)) == summary
     assert ev.run_arm(str(gone), 'split', {}, {}, [0, 1, 2], False, 1, report_only=True, archive=str(archive)) is None
+
+
+def test_unequal_time_is_flagged_and_the_runs_load_named():
+    """A seed whose equal-time baseline trained over 5 % more or fewer seconds is named, and the machine line gives
+    the load the arms ran at, not the load when the page is regenerated."""
+    even = ev.report({'split': [chunk([0, 1, 2], [0.1, 0.0, 0.05], [-1.0, -1.1, -0.9], load=1.2)]}, {}, 'm')
+    assert 'over 5%' not in even and 'load average 1.2-1.2 at the end of each arm' in even
+    uneven = ev.report({'split': [chunk([0, 1, 2], [0.1, 0.0, 0.05], [-1.0, -1.1, -0.9], [0.02, -0.131, 0.06], 0.9),
+                                  chunk([3, 4, 5], [0.02, -0.01, 0.04], load=2.8)]}, {}, 'm')
+    assert '-13.1%' in uneven and 'over 5% in seed(s) 1, 2' in uneven and 'load average 0.9-2.8' in uneven

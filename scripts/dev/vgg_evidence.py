@@ -201,7 +201,7 @@ def merged_stats(summaries):
     st['psnr_baseline'] = mean([r['psnr_baseline'] for r in rows])
     if '_eqtime' in st:
         st['eqtime_iters'] = [r['iters_baseline_eqtime'] for r in rows if 'iters_baseline_eqtime' in r]
-        st['eqtime_gaps'] = [r['eqtime_time_gap'] for r in rows if 'eqtime_time_gap' in r]
+        st['eqtime_gaps'] = {r['seed']: r['eqtime_time_gap'] for r in rows if 'eqtime_time_gap' in r}
     return st
 
 
@@ -215,14 +215,20 @@ def report(results, scale, machine):
     """Markdown: one row per arm and comparison, over every seed chunk that has finished."""
     lines = ['| arm | comparison | seeds | PSNR L1 (dB) | mean Δ PSNR (dB) | std | standard error | t | SPN better | '
              'time / iteration vs L1 |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
-    gaps = []
+    from mclir_basicsr.compare.report import EQTIME_TOLERANCE
+    gaps, loads = [], [s['load_end'] for summaries in results.values() for s in summaries if s.get('load_end')]
     for arm, summaries in results.items():
         st = merged_stats(summaries)
         lines.append(_row(arm, st, '', 'equal iterations'))
         if '_eqtime' in st:
             lines.append(_row(arm, st, '_eqtime', 'equal time'))
+            over = [seed for seed, g in st['eqtime_gaps'].items() if abs(g) > EQTIME_TOLERANCE]
+            flag = (f' (**over {EQTIME_TOLERANCE:.0%} in seed(s) {", ".join(map(str, over))}**: the load changed '
+                    'between the runs, so those seeds are not at equal time)') if over else ''
             gaps.append(f'{arm}: L1 got {min(st["eqtime_iters"])}-{max(st["eqtime_iters"])} iterations; seconds '
-                        'trained, L1 against SPN: ' + ', '.join(f'{g:+.1%}' for g in st['eqtime_gaps']))
+                        'trained, L1 against SPN: ' + ', '.join(f'{g:+.1%}' for g in st['eqtime_gaps'].values()) + flag)
+    if loads:  # the load the arms ran at, not the load when the page was regenerated
+        machine += f'; load average {min(loads):.1f}-{max(loads):.1f} at the end of each arm\'s runs'
     head = [f'Machine: {machine}.', '']
     if scale:
         head += [f'Scale: weighted VGG distance of bicubic upscaling from ground truth: {scale["pretrained"]:.4g} '
@@ -254,7 +260,7 @@ def machine_note():
             cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
     except (OSError, StopIteration):
         pass
-    return f'{os.cpu_count()} CPUs ({cpu}), load average {os.getloadavg()[0]:.1f} when the report was written'
+    return f'{os.cpu_count()} CPUs ({cpu})'
 
 
 def main(argv=None):
