@@ -159,35 +159,32 @@ class Negatives(Section):
                                                               'halves their memory).')
     channels_last: Boolean = Field(False, description='Keep negatives in channels_last memory format.')
     refresh: one_of('periodic', 'adaptive') = Field('periodic', description=(
-        '`periodic`: negative k is refreshed every `update_every[k]` iterations with `decay[k]`. '
-        '`adaptive` (the official FFA-Net code\'s trigger, for any network): after a step whose error '
-        'statistic exceeds `adaptive_threshold`, one negative, round robin, is refreshed with '
-        '`adaptive_decay`; K is the length of `update_every`, whose periods are then unused.'))
+        '`periodic`: negative k is refreshed every `update_every[k]` iterations with `decay[k]`. `adaptive` (the '
+        'official FFA-Net code\'s trigger, for any network): after a step whose error statistic exceeds '
+        '`adaptive_threshold`, one negative, round robin, is refreshed with `adaptive_decay`; K is the length of '
+        '`update_every`, whose periods are then unused.'))
     adaptive_statistic: one_of('residual_std', 'residual_abs') = Field('residual_std', description=(
-        '`residual_std`: per sample, the standard deviation of 2*(out - gt) over C, H, W, '
-        'averaged over the batch (the official code\'s); `residual_abs`: the mean absolute '
-        'difference of out and gt. Averaged over the ranks in DDP, so every rank refreshes '
-        'together; logged as `neg_statistic`.'))
+        '`residual_std`: per sample, the standard deviation of 2*(out - gt) over C, H, W, averaged over the batch '
+        '(the official code\'s); `residual_abs`: the mean absolute difference of out and gt. Averaged over the ranks '
+        'in DDP, so every rank refreshes together; logged as `neg_statistic`.'))
     adaptive_threshold: NonNegativeFloat = Field(0.022, description=(
         'Refresh when the statistic exceeds this (0.022: the official FFA-Net value).'))
     adaptive_decay: UnitFloat = Field(0.001, description=(
-        'theta_neg <- adaptive_decay*theta_neg + (1-adaptive_decay)*theta at an adaptive refresh '
-        '(0.001: the official near-total copy).'))
+        'theta_neg <- adaptive_decay*theta_neg + (1-adaptive_decay)*theta at an adaptive refresh (0.001: the '
+        'official near-total copy).'))
     adaptive_min_gap: PositiveInt = Field(1, description=(
         'At least this many iterations between two adaptive refreshes (1: any step may refresh, as the official '
         'code).'))
     split_batch: Boolean = Field(False, description=(
-        'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives '
-        'cost one batch in total. Unbiased: the term averaged over K rotations is the full one. '
-        'Needs batch_size_per_gpu x `train.accumulate` >= K (routing is over the step\'s samples).'))
+        'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives cost one batch in '
+        'total. Unbiased: the term averaged over K rotations is the full one. Needs batch_size_per_gpu x '
+        '`train.accumulate` >= K (routing is over the step\'s samples).'))
     samples_per_step: OptionalPositiveInt = Field(None, description=(
-        'The SPN term on this many samples of each (local) step (all its micro-batches), '
-        'drawn at random each step '
-        '(from the run\'s seed and the iteration: the same on every rank and after a resume); '
-        'only they go through the negatives and VGG. The term is their mean, so its '
-        'expectation over the draws is the full-batch term (docs/cost.md). With `split_batch` '
-        'they rotate over the K negatives: needs samples_per_step >= K. The uncertainty '
-        'weighted loss gives the other samples weight 1. null: the whole batch.'))
+        'The SPN term on this many samples of each (local) step (all its micro-batches), drawn at random each step '
+        '(from the run\'s seed and the iteration: the same on every rank and after a resume); only they go through '
+        'the negatives and VGG. The term is their mean, so its expectation over the draws is the full-batch term '
+        '(docs/cost.md). With `split_batch` they rotate over the K negatives: needs samples_per_step >= K. The '
+        'uncertainty weighted loss gives the other samples weight 1. null: the whole batch.'))
 
     @model_validator(mode='after')
     def _one_per_negative(self):
@@ -224,14 +221,14 @@ class VGGTerm(Section):
     use_input_norm: Boolean = Field(True, description='Normalise VGG input with ImageNet mean/std (as BasicSR).')
     range_norm: Boolean = Field(False, description='Map [-1, 1] images to [0, 1] before VGG (as BasicSR).')
     pretrained: OptionalPath = Field(None, description=(
-        'VGG weight file (torchvision format). Default: vgg16-397923af.pth / '
-        'vgg19-dcbb9e9d.pth in $TORCH_HOME/hub/checkpoints or experiments/pretrained_models.'))
+        'VGG weight file (torchvision format). Default: vgg16-397923af.pth / vgg19-dcbb9e9d.pth in '
+        '$TORCH_HOME/hub/checkpoints or experiments/pretrained_models.'))
     download: Boolean = Field(False, description='Allow downloading the VGG weights when no file is found (opt-in).')
     autocast: Autocast = Field(None, description='Run the VGG passes under autocast in this dtype. '
                                                  'Default: `train.amp`.')
     channels_last: BooleanOrAuto = Field('auto', description=(
-        'Run the VGG passes in channels_last memory format; `auto`: on CPU (the same float32 '
-        'math in oneDNN\'s native layout; docs/cost.md), not on CUDA (not measured there).'))
+        'Run the VGG passes in channels_last memory format; `auto`: on CPU (the same float32 math in oneDNN\'s '
+        'native layout; docs/cost.md), not on CUDA (not measured there).'))
 
     @model_validator(mode='after')
     def _vgg_layers(self):
@@ -247,18 +244,17 @@ class SPNOptions(VGGTerm):
     path = 'train.spn_opt'
     type: one_of('SPNLoss', 'MCLIR_SPNLoss') = Field(description='The loss class (LOSS_REGISTRY).')
     loss_weight: NonNegativeFloat = Field(0.001, description=(
-        'lambda: weight of the SPN term. 0.001 is the paper\'s value for torchvision\'s VGG '
-        'features. The VGG16 file of `mclir-hed-vgg` is on Caffe\'s larger activation scale, where '
-        'the same lambda weighs more (docs/vgg_weights.md; what helps there: '
-        'docs/vgg_evidence.md). With `feature: pixel` 0.001 is a no-op, and no pixel-space value '
-        'is known to help in general (docs/evidence.md).'))
+        'lambda: weight of the SPN term. 0.001 is the paper\'s value for torchvision\'s VGG features. The VGG16 file '
+        'of `mclir-hed-vgg` is on Caffe\'s larger activation scale, where the same lambda weighs more '
+        '(docs/vgg_weights.md; what helps there: docs/vgg_evidence.md). With `feature: pixel` 0.001 is a no-op, and '
+        'no pixel-space value is known to help in general (docs/evidence.md).'))
     feature: one_of(*FEATURES) = Field('vgg16', description='Feature space phi: VGG features, or the pixels '
                                                             'themselves.')
     layer_weights: LayerWeights = Field({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, description=(
         'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'))
     mode: one_of('subtract', 'ratio') = Field('subtract', description=(
-        '`subtract`: L += -lambda*mean_k D(out, neg_k) (the paper). '
-        '`ratio`: L += lambda*D(out, gt)/mean_k D(out, neg_k) (bounded below by 0).'))
+        '`subtract`: L += -lambda*mean_k D(out, neg_k) (the paper). `ratio`: L += lambda*D(out, gt)/mean_k D(out, '
+        'neg_k) (bounded below by 0).'))
     max_distance: OptionalPositiveFloat = Field(None, description=(
         '`subtract` only: clamp each D(out, neg_k) at this value, so the term is bounded below by '
         '-lambda*max_distance.'))
@@ -289,16 +285,16 @@ class UncertaintyOptions(Section):
         description='The loss class (LOSS_REGISTRY).')
     loss_weight: NonNegativeFloat = Field(1.0, description=(
         'Weight of the uncertainty-weighted reconstruction term (our design, not the paper\'s: '
-        'docs/beyond_the_paper.md, "Uncertainty-weighted reconstruction loss"). Use it in place of '
-        '`pixel_opt` or next to it.'))
+        'docs/beyond_the_paper.md, "Uncertainty-weighted reconstruction loss"). Use it in place of `pixel_opt` or '
+        'next to it.'))
     criterion: one_of(*CRITERIA) = Field('l1', description='Per-pixel reconstruction criterion against gt.')
     floor: UnitFloat = Field(0.1, description=(
-        'Smallest per-pixel weight (no pixel is ignored). Weights are the negatives\' spread around the '
-        'output divided by its per-image mean, clamped to [floor, cap], without gradient.'))
+        'Smallest per-pixel weight (no pixel is ignored). Weights are the negatives\' spread around the output '
+        'divided by its per-image mean, clamped to [floor, cap], without gradient.'))
     cap: NonNegativeFloat = Field(3.0, description='Largest per-pixel weight (>= 1).')
     save_map: Boolean = Field(False, description=(
-        'With `val.save_img`, also save the weight map of each validation image as '
-        '`<image>_<iter>_uncertainty.png` next to BasicSR\'s output images.'))
+        'With `val.save_img`, also save the weight map of each validation image as `<image>_<iter>_uncertainty.png` '
+        'next to BasicSR\'s output images.'))
 
     @model_validator(mode='after')
     def _around_one(self):
@@ -316,25 +312,24 @@ class TrainKeys(Section):
     model_config = ConfigDict(extra='ignore')
     path = 'train'
     amp: Autocast = Field(None, description=(
-        'Mixed precision for the whole step: the network\'s forward and every loss under torch.autocast '
-        '(float16 with a GradScaler, saved in the training state). Validation stays float32. Works without '
-        '`spn_opt` too (the baseline at equal precision).'))
+        'Mixed precision for the whole step: the network\'s forward and every loss under torch.autocast (float16 '
+        'with a GradScaler, saved in the training state). Validation stays float32. Works without `spn_opt` too (the '
+        'baseline at equal precision).'))
     use_grad_clip: OptionalPositiveFloat = Field(None, description=(
-        'Clip the gradient norm of network_g to this before each optimiser step (as the official '
-        'fork\'s models; its example files\' `use_grad_norm` was never read, there or here).'))
+        'Clip the gradient norm of network_g to this before each optimiser step (as the official fork\'s models; its '
+        'example files\' `use_grad_norm` was never read, there or here).'))
     accumulate: PositiveInt = Field(1, description=(
         'Gradient accumulation: each optimiser step sums the gradients of this many micro-batches of '
-        '`datasets.train.batch_size_per_gpu` samples (effective batch: accumulate x '
-        'batch_size_per_gpu per GPU); the data loader hands one iteration the step\'s samples and '
-        'the model runs them a micro-batch at a time, so activation memory is one micro-batch\'s. '
-        '`total_iter`, the scheduler, EMA, the negatives\' refresh, logging and saving count '
-        'optimiser steps. traiNNer-redux\'s `datasets.train.accum_iter` is read as this '
+        '`datasets.train.batch_size_per_gpu` samples (effective batch: accumulate x batch_size_per_gpu per GPU); the '
+        'data loader hands one iteration the step\'s samples and the model runs them a micro-batch at a time, so '
+        'activation memory is one micro-batch\'s. `total_iter`, the scheduler, EMA, the negatives\' refresh, logging '
+        'and saving count optimiser steps. traiNNer-redux\'s `datasets.train.accum_iter` is read as this '
         '(docs/accumulate_and_compile.md).'))
     compile: Boolean = Field(False, description=(
-        'torch.compile the training forward of network_g and of the negatives (one compiled function '
-        'serves all K); validation, checkpoints and states stay eager with plain keys. Unavailable or '
-        'failing compilation falls back to eager with one warning. traiNNer-redux\'s top-level '
-        '`use_compile` is read as this (docs/accumulate_and_compile.md).'))
+        'torch.compile the training forward of network_g and of the negatives (one compiled function serves all K); '
+        'validation, checkpoints and states stay eager with plain keys. Unavailable or failing compilation falls '
+        'back to eager with one warning. traiNNer-redux\'s top-level `use_compile` is read as this '
+        '(docs/accumulate_and_compile.md).'))
     compile_mode: one_of('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs') = Field(
         'default', description='torch.compile\'s `mode`. traiNNer-redux\'s top-level `compile_mode` is read as this.')
     compile_backend: OptionalName = Field('inductor', description=(
@@ -415,13 +410,13 @@ def _spn_sections(train):
     return train.get('negatives'), train.get('spn_opt'), 'train.negatives', 'train.spn_opt', False
 
 
-def _check_split_batch(opt, neg, accumulate):
+def _check_split_batch(opt, neg, path, accumulate):
     """Routing is over the step's samples: every micro-batch of an accumulated step."""
     batch = ((opt.get('datasets') or {}).get('train') or {}).get('batch_size_per_gpu')
     k = len(neg.update_every)
     if neg.split_batch and is_number(batch) and batch * accumulate < k:
         raise MCLIROptionError(
-            f'train.negatives.split_batch: needs datasets.train.batch_size_per_gpu'
+            f'{path}.split_batch: needs datasets.train.batch_size_per_gpu'
             f'{"" if accumulate == 1 else " x train.accumulate"} ({batch * accumulate}) >= the number of negatives K '
             f'({k}), so that every negative meets at least one sample per step; raise the batch size, use fewer '
             'negatives, or set split_batch: false')
@@ -454,7 +449,7 @@ def parse_mclir_options(opt):
     if given_spn is None and uncertainty is None:
         return MCLIRConfig(cr=cr, **loop)
     neg = _follow_amp(Negatives.parse(given_neg, path_neg), amp)
-    _check_split_batch(opt, neg, loop['accumulate'])
+    _check_split_batch(opt, neg, path_neg, loop['accumulate'])
     spn = None if given_spn is None else _follow_amp(SPNOptions.parse(given_spn, path_spn), amp)
     return MCLIRConfig(negatives=neg, spn=spn, official=official, cr=cr, uncertainty=uncertainty, **loop)
 

@@ -33,6 +33,9 @@ def base(**train):
     (lambda t: t['negatives'].update(init_decay=-1), r'init_decay: expected a number in \[0, 1\]'),
     (lambda t: t['negatives'].update(decays=[0.1]), r"negatives\.decays: unknown option \(did you mean 'decay'\?\)"),
     (lambda t: t['spn_opt'].update(loss_weight=-0.1), r'spn_opt\.loss_weight: expected a finite number >= 0'),
+    (lambda t: t['spn_opt'].update(loss_weight=True), r'spn_opt\.loss_weight: expected a finite number >= 0, got True'),
+    (lambda t: t['spn_opt'].update(loss_weight='2e-4'), r"loss_weight: expected a finite number >= 0, got '2e-4'"),
+    (lambda t: t['negatives'].update(decay=1.5), r'train\.negatives\.decay: expected a number in \[0, 1\], got 1\.5$'),
     (lambda t: t['spn_opt'].update(feature='vgg18'),
      r"spn_opt\.feature: expected one of vgg16, vgg19, pixel; got 'vgg18' \(did you mean 'vgg19'\?\)"),
     (lambda t: t['spn_opt'].update(feature='vgg16', layer_weights={'relu1-2': 1}),
@@ -59,6 +62,8 @@ def test_defaults_and_broadcast():
     assert cfg.spn.feature == 'vgg16' and cfg.spn.loss_weight == 0.001 and not cfg.official
     cfg = parse_mclir_options(base(negatives={'update_every': 5, 'decay': 0.3}))
     assert cfg.negatives.update_every == [5] and cfg.negatives.decay == [0.3]
+    cfg = parse_mclir_options(base(negatives={'update_every': [5, 6], 'decay': 1}, spn_opt=dict(SPN, loss_weight=1)))
+    assert cfg.negatives.decay == [1.0, 1.0] and cfg.spn.loss_weight == 1.0  # YAML's integers where numbers are meant
 
 
 def test_official_keys_are_translated():

@@ -68,7 +68,8 @@ def _reason(error):
 
 def compile_network(net, options):
     """A :class:`CompiledOrEager` of the bare network's class forward (called with the network as first
-    argument), or None when ``options`` is None (compile off)."""
+    argument) with the run's :class:`~mclir_basicsr.options.Compile` ``options``, or None when they are None
+    (compile off)."""
     if options is None:
         return None
     return CompiledOrEager(type(net).forward, f'network_g ({type(net).__name__})', options.mode, options.backend)
