@@ -96,6 +96,7 @@ setup(
         'lmdb',
         'pyyaml',
         'tensorboard',
+        'pydantic>=2.7,<3',  # the option schema (mclir_basicsr.options)
     ],
     extras_require={
         # h5py reads the HED weights mclir-hed-vgg converts into pretrained VGG16 features (docs/vgg_weights.md)

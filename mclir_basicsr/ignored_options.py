@@ -12,7 +12,7 @@ ADAPTIVE_ONLY = ('adaptive_statistic', 'adaptive_threshold', 'adaptive_decay', '
 
 def _train_keys(train):
     known = set(BASICSR_TRAIN_KEYS) | set(OFFICIAL) | {k.split('.')[-1] for k in SECTIONS if k != 'train'}
-    known |= set(SECTIONS['train'])
+    known |= set(SECTIONS['train'].model_fields)
     notes = []
     for key in train:
         if key == 'use_grad_norm':
@@ -24,7 +24,7 @@ def _train_keys(train):
 
 
 def _pixel_features(section, given, path):
-    if section is None or section['feature'] != 'pixel':
+    if section is None or section.feature != 'pixel':
         return []
     return [f'{path}.{key}: has no effect with feature: pixel (no VGG pass); ignored' for key in VGG_ONLY
             if key in (given or {})]
@@ -34,27 +34,27 @@ def _refresh(negatives, given, path):
     if negatives is None:
         return []
     given = given or {}
-    if negatives['refresh'] == 'adaptive':
+    if negatives.refresh == 'adaptive':
         return [f'{path}.decay: has no effect with refresh: adaptive (adaptive_decay is used); ignored']\
             if 'decay' in given else []
     return [f'{path}.{key}: has no effect with refresh: periodic; ignored' for key in ADAPTIVE_ONLY if key in given]
 
 
 def _samples(opt, negatives, path):
-    if negatives is None or negatives['samples_per_step'] is None:
+    if negatives is None or negatives.samples_per_step is None:
         return []
     batch = ((opt.get('datasets') or {}).get('train') or {}).get('batch_size_per_gpu')
     n = accumulation(opt)
-    if isinstance(batch, int) and negatives['samples_per_step'] >= batch * n:
+    if isinstance(batch, int) and negatives.samples_per_step >= batch * n:
         what = f'datasets.train.batch_size_per_gpu ({batch})' if n == 1 else \
             f'the samples of a step (datasets.train.batch_size_per_gpu x train.accumulate: {batch * n})'
-        return [f'{path}.samples_per_step: {negatives["samples_per_step"]} is not fewer than {what}: the whole '
+        return [f'{path}.samples_per_step: {negatives.samples_per_step} is not fewer than {what}: the whole '
                 'batch is used']
     return []
 
 
 def _save_map(opt, uncertainty):
-    if uncertainty is None or not uncertainty['save_map'] or (opt.get('val') or {}).get('save_img'):
+    if uncertainty is None or not uncertainty.save_map or (opt.get('val') or {}).get('save_img'):
         return []
     return ['train.uncertainty_opt.save_map: has no effect without val.save_img: true; ignored']
 

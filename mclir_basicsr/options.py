@@ -1,33 +1,16 @@
-"""The one definition of every MCLIR option: name, default, accepted values, documentation.
+"""The one definition of every MCLIR option: name, default, accepted values, documentation, as pydantic models.
 
-:func:`parse_mclir_options` validates the ``train`` section of a BasicSR option dict and returns
-a :class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option path
-(``train.negatives.decay[1]``) and what is accepted. The option reference (docs/options.md) is generated from
-this module (``python -m mclir_basicsr.options``) and a test keeps the two equal.
+:func:`parse_mclir_options` validates the ``train`` section of a BasicSR option dict and returns a typed
+:class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option path (``train.negatives.decay[1]``)
+and what is accepted. The option reference (docs/options.md) is generated from these models
+(``python -m mclir_basicsr.options``) and a test keeps the two equal.
 """
-from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from mclir_basicsr.official_options import OFFICIAL, OFFICIAL_NEGATIVE_KEYS, from_official
-from mclir_basicsr.validate import (  # noqa: F401  (MCLIROptionError, did_you_mean, Option, validate_section: API)
-    MCLIROptionError,
-    Option,
-    boolean,
-    boolean_or_auto,
-    did_you_mean,
-    fail,
-    is_number,
-    layer_weights,
-    list_of,
-    non_negative_float,
-    one_of,
-    optional_positive_float,
-    optional_positive_int,
-    optional_str,
-    positive_int,
-    unit_float,
-    validate_section,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
+from pydantic_core import PydanticCustomError
+
+from mclir_basicsr.validate import MCLIROptionError, did_you_mean, fail, is_number  # noqa: F401  (API)
 
 VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed here to stay torch-free
     'vgg16': ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1', 'conv2_1', 'relu2_1', 'conv2_2', 'relu2_2',
@@ -42,8 +25,16 @@ VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed h
 }
 FEATURES = ('vgg16', 'vgg19', 'pixel')
 CRITERIA = ('l1', 'l2', 'charbonnier')
-MODES = ('subtract', 'ratio')
 PRECISIONS = ('float32', 'bfloat16', 'float16')
+# The official fork's keys (Aitical/MCLIR), read when `negatives` / `spn_opt` are absent.
+OFFICIAL = {
+    'neg_iter': 'negatives.update_every',
+    'neg_decay': 'negatives.decay',
+    'neg_start': 'negatives.init_decay',
+    'neg_t': 'negatives.adaptive_threshold (with refresh: adaptive)',
+    'perceptual_opt': 'spn_opt (subtracted, mode: subtract)',
+}
+OFFICIAL_NEGATIVE_KEYS = tuple(k for k in OFFICIAL if k.startswith('neg_'))  # any of them turns the official style on
 
 
 def dtype_or_none(name):
@@ -54,162 +45,317 @@ def dtype_or_none(name):
     return getattr(torch, name)
 
 
-# --------------------------------------------------------------------------- the definitions
-NEGATIVES = {
-    'update_every': Option([100, 200, 500, 1000], list_of(positive_int),
-                           'Refresh period (iterations) of each negative model; its length is K.'),
-    'decay': Option(0.1, list_of(unit_float),
-                    'Per negative (or one for all): at a refresh, theta_neg <- decay*theta_neg + (1-decay)*theta.'),
-    'init_decay': Option(0.1, unit_float,
-                         'At start, theta_neg = init_decay*theta_fresh_init + (1-init_decay)*theta '
-                         '(official `neg_start`).'),
-    'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
-                       'Run the negatives\' forwards under autocast in this dtype. Default: `train.amp`.'),
-    'dtype': Option('float32', one_of(*PRECISIONS),
-                    'Storage dtype of the negatives\' weights (bfloat16 halves their memory).'),
-    'channels_last': Option(False, boolean, 'Keep negatives in channels_last memory format.'),
-    'refresh': Option('periodic', one_of('periodic', 'adaptive'),
-                      '`periodic`: negative k is refreshed every `update_every[k]` iterations with `decay[k]`. '
-                      '`adaptive` (the official FFA-Net code\'s trigger, for any network): after a step whose error '
-                      'statistic exceeds `adaptive_threshold`, one negative, round robin, is refreshed with '
-                      '`adaptive_decay`; K is the length of `update_every`, whose periods are then unused.'),
-    'adaptive_statistic': Option('residual_std', one_of('residual_std', 'residual_abs'),
-                                 '`residual_std`: per sample, the standard deviation of 2*(out - gt) over C, H, W, '
-                                 'averaged over the batch (the official code\'s); `residual_abs`: the mean absolute '
-                                 'difference of out and gt. Averaged over the ranks in DDP, so every rank refreshes '
-                                 'together; logged as `neg_statistic`.'),
-    'adaptive_threshold': Option(0.022, non_negative_float,
-                                 'Refresh when the statistic exceeds this (0.022: the official FFA-Net value).'),
-    'adaptive_decay': Option(0.001, unit_float,
-                             'theta_neg <- adaptive_decay*theta_neg + (1-adaptive_decay)*theta at an adaptive refresh '
-                             '(0.001: the official near-total copy).'),
-    'adaptive_min_gap': Option(1, positive_int,
-                               'At least this many iterations between two adaptive refreshes (1: any step may refresh, '
-                               'as the official code).'),
-    'split_batch': Option(False, boolean,
-                          'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives '
-                          'cost one batch in total. Unbiased: the term averaged over K rotations is the full one. '
-                          'Needs batch_size_per_gpu x `train.accumulate` >= K (routing is over the step\'s '
-                          'samples).'),
-    'samples_per_step': Option(None, optional_positive_int,
-                               'The SPN term on this many samples of each (local) step (all its micro-batches), '
-                               'drawn at random each step '
-                               '(from the run\'s seed and the iteration: the same on every rank and after a resume); '
-                               'only they go through the negatives and VGG. The term is their mean, so its '
-                               'expectation over the draws is the full-batch term (docs/cost.md). With `split_batch` '
-                               'they rotate over the K negatives: needs samples_per_step >= K. The uncertainty '
-                               'weighted loss gives the other samples weight 1. null: the whole batch.'),
-}
-
-SPN = {
-    'type': Option('SPNLoss', one_of('SPNLoss', 'MCLIR_SPNLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
-    'loss_weight': Option(0.001, non_negative_float,
-                          'lambda: weight of the SPN term. 0.001 is the paper\'s value for torchvision\'s VGG '
-                          'features. The VGG16 file of `mclir-hed-vgg` is on Caffe\'s larger activation scale, where '
-                          'the same lambda weighs more (docs/vgg_weights.md; what helps there: '
-                          'docs/vgg_evidence.md). With `feature: pixel` 0.001 is a no-op, and no pixel-space value '
-                          'is known to help in general (docs/evidence.md).'),
-    'feature': Option('vgg16', one_of(*FEATURES), 'Feature space phi: VGG features, or the pixels themselves.'),
-    'layer_weights': Option({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, layer_weights,
-                            'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'),
-    'criterion': Option('l1', one_of(*CRITERIA), 'Distance D between features.'),
-    'mode': Option('subtract', one_of(*MODES),
-                   '`subtract`: L += -lambda*mean_k D(out, neg_k) (the paper). '
-                   '`ratio`: L += lambda*D(out, gt)/mean_k D(out, neg_k) (bounded below by 0).'),
-    'max_distance': Option(None, optional_positive_float,
-                           '`subtract` only: clamp each D(out, neg_k) at this value, so the term is bounded '
-                           'below by -lambda*max_distance.'),
-    'use_input_norm': Option(True, boolean, 'Normalise VGG input with ImageNet mean/std (as BasicSR).'),
-    'range_norm': Option(False, boolean, 'Map [-1, 1] images to [0, 1] before VGG (as BasicSR).'),
-    'pretrained': Option(None, optional_str,
-                         'VGG weight file (torchvision format). Default: vgg16-397923af.pth / '
-                         'vgg19-dcbb9e9d.pth in $TORCH_HOME/hub/checkpoints or experiments/pretrained_models.'),
-    'download': Option(False, boolean, 'Allow downloading the VGG weights when no file is found (opt-in).'),
-    'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
-                       'Run the VGG passes under autocast in this dtype. Default: `train.amp`.'),
-    'channels_last': Option('auto', boolean_or_auto,
-                            'Run the VGG passes in channels_last memory format; `auto`: on CPU (the same float32 '
-                            'math in oneDNN\'s native layout; docs/cost.md), not on CUDA (not measured there).'),
-}
-
-CR = {
-    'type': Option('CRLoss', one_of('CRLoss', 'MCLIR_CRLoss'), 'The loss class (LOSS_REGISTRY).', required=True),
-    'loss_weight': Option(0.1, non_negative_float, 'Weight of the CR term (0.1: AECR-Net\'s).'),
-    'feature': Option('vgg19', one_of(*FEATURES), 'Feature space: VGG features (AECR-Net: VGG19), or the pixels.'),
-    'layer_weights': Option({'relu1_1': 0.03125, 'relu2_1': 0.0625, 'relu3_1': 0.125, 'relu4_1': 0.25,
-                             'relu5_1': 1.0}, layer_weights,
-                            'VGG layers (BasicSR names) and their weights (AECR-Net\'s); ignored for `pixel`.'),
-    'criterion': Option('l1', one_of(*CRITERIA), 'Distance D between features.'),
-    'eps': Option(1e-7, non_negative_float, 'Added to the negative distance: D(out, gt) / (D(out, input) + eps).'),
-    'use_input_norm': Option(True, boolean, 'Normalise VGG input with ImageNet mean/std (as BasicSR).'),
-    'range_norm': Option(False, boolean, 'Map [-1, 1] images to [0, 1] before VGG (as BasicSR).'),
-    'pretrained': Option(None, optional_str, 'VGG weight file (torchvision format); as `train.spn_opt.pretrained`.'),
-    'download': Option(False, boolean, 'Allow downloading the VGG weights when no file is found (opt-in).'),
-    'autocast': Option(None, one_of('bfloat16', 'float16', optional=True),
-                       'Run the VGG passes under autocast in this dtype. Default: `train.amp`.'),
-    'channels_last': Option('auto', boolean_or_auto, 'As `train.spn_opt.channels_last`.'),
-}
-
-UNCERTAINTY = {
-    'type': Option('UncertaintyWeightedLoss', one_of('UncertaintyWeightedLoss', 'MCLIR_UncertaintyWeightedLoss'),
-                   'The loss class (LOSS_REGISTRY).', required=True),
-    'loss_weight': Option(1.0, non_negative_float,
-                          'Weight of the uncertainty-weighted reconstruction term (our design, not the paper\'s: '
-                          'docs/beyond_the_paper.md, "Uncertainty-weighted reconstruction loss"). Use it in place of '
-                          '`pixel_opt` or next to it.'),
-    'criterion': Option('l1', one_of(*CRITERIA), 'Per-pixel reconstruction criterion against gt.'),
-    'floor': Option(0.1, unit_float,
-                    'Smallest per-pixel weight (no pixel is ignored). Weights are the negatives\' spread around the '
-                    'output divided by its per-image mean, clamped to [floor, cap], without gradient.'),
-    'cap': Option(3.0, non_negative_float, 'Largest per-pixel weight (>= 1).'),
-    'save_map': Option(False, boolean,
-                       'With `val.save_img`, also save the weight map of each validation image as '
-                       '`<image>_<iter>_uncertainty.png` next to BasicSR\'s output images.'),
-}
-
-# Keys of the train section itself (the rest of it is BasicSR's).
-TRAIN = {
-    'amp': Option(None, one_of('bfloat16', 'float16', optional=True),
-                  'Mixed precision for the whole step: the network\'s forward and every loss under torch.autocast '
-                  '(float16 with a GradScaler, saved in the training state). Validation stays float32. Works without '
-                  '`spn_opt` too (the baseline at equal precision).'),
-    'use_grad_clip': Option(None, optional_positive_float,
-                            'Clip the gradient norm of network_g to this before each optimiser step (as the official '
-                            'fork\'s models; its example files\' `use_grad_norm` was never read, there or here).'),
-    'accumulate': Option(1, positive_int,
-                         'Gradient accumulation: each optimiser step sums the gradients of this many micro-batches of '
-                         '`datasets.train.batch_size_per_gpu` samples (effective batch: accumulate x '
-                         'batch_size_per_gpu per GPU); the data loader hands one iteration the step\'s samples and '
-                         'the model runs them a micro-batch at a time, so activation memory is one micro-batch\'s. '
-                         '`total_iter`, the scheduler, EMA, the negatives\' refresh, logging and saving count '
-                         'optimiser steps. traiNNer-redux\'s `datasets.train.accum_iter` is read as this '
-                         '(docs/accumulate_and_compile.md).'),
-    'compile': Option(False, boolean,
-                      'torch.compile the training forward of network_g and of the negatives (one compiled function '
-                      'serves all K); validation, checkpoints and states stay eager with plain keys. Unavailable or '
-                      'failing compilation falls back to eager with one warning. traiNNer-redux\'s top-level '
-                      '`use_compile` is read as this (docs/accumulate_and_compile.md).'),
-    'compile_mode': Option('default', one_of('default', 'reduce-overhead', 'max-autotune',
-                                             'max-autotune-no-cudagraphs'),
-                           'torch.compile\'s `mode`. traiNNer-redux\'s top-level `compile_mode` is read as this.'),
-    'compile_backend': Option('inductor', optional_str,
-                              'torch.compile\'s `backend` (`inductor`; `aot_eager` or `eager` to debug).'),
-}
-
-SECTIONS = {'train': TRAIN, 'train.negatives': NEGATIVES, 'train.spn_opt': SPN, 'train.cr_opt': CR,
-            'train.uncertainty_opt': UNCERTAINTY}
+# --------------------------------------------------------------------------- value types and their one-line errors
+def invalid(message, at=None):
+    """An error with our message; ``at``: where below the failing value it points (e.g. ``layer_weights.relu9``)."""
+    return PydanticCustomError('mclir', '{message}', {'message': message, 'at': at})
 
 
-@dataclass
-class MCLIRConfig:
-    negatives: Optional[dict]  # None: no negative models (no spn_opt, no uncertainty_opt)
-    spn: Optional[dict]  # None: SPN is off (without cr_opt / uncertainty_opt, ModelContrastiveModel trains as SRModel)
-    official: bool  # built from the official fork's keys
-    amp: Optional[str] = None  # train.amp: None, 'bfloat16' or 'float16'
-    cr: Optional[dict] = None  # train.cr_opt
-    uncertainty: Optional[dict] = None  # train.uncertainty_opt
-    accumulate: int = 1  # train.accumulate: micro-batches per optimiser step
-    compile: Optional[dict] = None  # {'mode', 'backend'} when train.compile is on
+def _expect(what, accepted=None):
+    """Whatever pydantic finds wrong with a value of this type is one message: 'expected <what>, got <value>'. An
+    error of ours from inside (an entry of a list) passes through with its own path. ``accepted``: the docs' words."""
+    def wrap(value, handler):
+        try:
+            return handler(value)
+        except ValidationError as e:
+            if e.errors()[0]['type'] == 'mclir':
+                raise
+            raise invalid(f'expected {what}, got {value!r}') from None
+    wrap.accepted = accepted or what
+    return WrapValidator(wrap)
+
+
+def one_of(*choices, optional=False):
+    """One of ``choices`` (or null), named with the closest when it is not."""
+    def wrap(value, handler):
+        try:
+            return handler(value)
+        except ValidationError:
+            hint = did_you_mean(value, choices) if isinstance(value, str) else ''
+            raise invalid(f'expected one of {", ".join(choices)}{", null" if optional else ""}; got {value!r}{hint}')\
+                from None
+    wrap.accepted = ', '.join(choices)
+    kind = Literal[choices]
+    return Annotated[Optional[kind] if optional else kind, WrapValidator(wrap)]
+
+
+def _one_for_all(value, handler):
+    """A single number stands for every negative: validated as an entry, kept a number (the section broadcasts)."""
+    if not is_number(value):
+        return handler(value)
+    try:
+        return handler([value])[0]
+    except ValidationError as e:
+        raise invalid(e.errors()[0]['msg']) from None
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Boolean = Annotated[bool, _expect('true or false')]
+PositiveInt = Annotated[int, Field(ge=1), _expect('a positive integer')]
+OptionalPositiveInt = Annotated[Optional[Annotated[int, Field(ge=1)]], _expect('null or a positive integer')]
+UnitFloat = Annotated[float, Field(ge=0, le=1), _expect('a number in [0, 1]')]
+NonNegativeFloat = Annotated[Finite, Field(ge=0), _expect('a finite number >= 0')]
+OptionalPositiveFloat = Annotated[Optional[Annotated[Finite, Field(gt=0)]], _expect('null or a finite number > 0')]
+OptionalPath = Annotated[Optional[Annotated[str, Field(min_length=1)]], _expect('null or a file path')]
+OptionalName = Annotated[Optional[Annotated[str, Field(min_length=1)]], _expect('null or a name')]
+BooleanOrAuto = Annotated[Union[bool, Literal['auto']], _expect('true, false or auto')]
+LayerWeights = Annotated[dict[str, NonNegativeFloat], Field(min_length=1), _expect(
+    'a mapping of VGG layer name to weight, e.g. {relu1_2: 0.2, relu2_2: 0.3}', 'VGG layer name: weight (>= 0)')]
+Autocast = one_of('bfloat16', 'float16', optional=True)
+
+
+def per_negative(item, what):
+    return Annotated[list[item], Field(min_length=1), _expect(
+        'a non-empty list (one entry per negative model)', f'{what}: a list, one per negative, or one for all'),
+        WrapValidator(_one_for_all)]
+
+
+# --------------------------------------------------------------------------- the sections
+class Section(BaseModel):
+    """An option section: unknown keys, wrong types (a bool is not a number, '2e-4' is a string) and values out of
+    range are errors; YAML's integers are accepted where numbers are meant."""
+    model_config = ConfigDict(extra='forbid', strict=True)
+    path: ClassVar[str] = ''  # its place in the option file, which error messages start with
+
+    @classmethod
+    def parse(cls, given, path=None):
+        """``given`` (a mapping; null: all defaults) validated, or :class:`MCLIROptionError` for its first error."""
+        path = path or cls.path
+        if given is None:
+            given = {}
+        if not isinstance(given, dict):
+            fail(path, 'a mapping', given)
+        try:
+            return cls.model_validate(given)
+        except ValidationError as e:
+            raise MCLIROptionError(cls._one_line(e, path)) from None
+
+    @classmethod
+    def _one_line(cls, error, path):
+        err = sorted(error.errors(), key=lambda err: err['type'] != 'extra_forbidden')[0]  # unknown keys first
+        loc = ''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in err['loc'])
+        at = (err.get('ctx') or {}).get('at')
+        where = f'{path}{loc}' + (f'.{at}' if at else '')
+        if err['type'] == 'extra_forbidden':
+            known = list(cls.model_fields)
+            return f'{where}: unknown option{did_you_mean(err["loc"][-1], known)}; known: {", ".join(known)}'
+        if err['type'] == 'missing':
+            return f'{where}: required ({cls.model_fields[err["loc"][-1]].description})'
+        return f'{where}: {err["msg"]}'
+
+
+class Negatives(Section):
+    path = 'train.negatives'
+
+    update_every: per_negative(PositiveInt, 'positive integers') = Field(
+        [100, 200, 500, 1000], description='Refresh period (iterations) of each negative model; its length is K.')
+    decay: per_negative(UnitFloat, 'numbers in [0, 1]') = Field(
+        0.1, description='Per negative (or one for all): at a refresh, theta_neg <- decay*theta_neg + (1-decay)*theta.')
+    init_decay: UnitFloat = Field(0.1, description='At start, theta_neg = init_decay*theta_fresh_init + '
+                                                   '(1-init_decay)*theta (official `neg_start`).')
+    autocast: Autocast = Field(None, description='Run the negatives\' forwards under autocast in this dtype. '
+                                                 'Default: `train.amp`.')
+    dtype: one_of(*PRECISIONS) = Field('float32', description='Storage dtype of the negatives\' weights (bfloat16 '
+                                                              'halves their memory).')
+    channels_last: Boolean = Field(False, description='Keep negatives in channels_last memory format.')
+    refresh: one_of('periodic', 'adaptive') = Field('periodic', description=(
+        '`periodic`: negative k is refreshed every `update_every[k]` iterations with `decay[k]`. `adaptive` (the '
+        'official FFA-Net code\'s trigger, for any network): after a step whose error statistic exceeds '
+        '`adaptive_threshold`, one negative, round robin, is refreshed with `adaptive_decay`; K is the length of '
+        '`update_every`, whose periods are then unused.'))
+    adaptive_statistic: one_of('residual_std', 'residual_abs') = Field('residual_std', description=(
+        '`residual_std`: per sample, the standard deviation of 2*(out - gt) over C, H, W, averaged over the batch '
+        '(the official code\'s); `residual_abs`: the mean absolute difference of out and gt. Averaged over the ranks '
+        'in DDP, so every rank refreshes together; logged as `neg_statistic`.'))
+    adaptive_threshold: NonNegativeFloat = Field(0.022, description=(
+        'Refresh when the statistic exceeds this (0.022: the official FFA-Net value).'))
+    adaptive_decay: UnitFloat = Field(0.001, description=(
+        'theta_neg <- adaptive_decay*theta_neg + (1-adaptive_decay)*theta at an adaptive refresh (0.001: the '
+        'official near-total copy).'))
+    adaptive_min_gap: PositiveInt = Field(1, description=(
+        'At least this many iterations between two adaptive refreshes (1: any step may refresh, as the official '
+        'code).'))
+    split_batch: Boolean = Field(False, description=(
+        'Each sample meets one negative, (i + iteration) mod K, instead of all K: the negatives cost one batch in '
+        'total. Unbiased: the term averaged over K rotations is the full one. Needs batch_size_per_gpu x '
+        '`train.accumulate` >= K (routing is over the step\'s samples).'))
+    samples_per_step: OptionalPositiveInt = Field(None, description=(
+        'The SPN term on this many samples of each (local) step (all its micro-batches), drawn at random each step '
+        '(from the run\'s seed and the iteration: the same on every rank and after a resume); only they go through '
+        'the negatives and VGG. The term is their mean, so its expectation over the draws is the full-batch term '
+        '(docs/cost.md). With `split_batch` they rotate over the K negatives: needs samples_per_step >= K. The '
+        'uncertainty weighted loss gives the other samples weight 1. null: the whole batch.'))
+
+    @model_validator(mode='after')
+    def _one_per_negative(self):
+        if not isinstance(self.update_every, list):
+            self.update_every = [self.update_every]
+        k = len(self.update_every)
+        if not isinstance(self.decay, list):
+            self.decay = [float(self.decay)] * k
+        if len(self.decay) != k:
+            raise invalid(f'has {len(self.decay)} entries but update_every has {k}; give one decay per negative '
+                          '(or a single number for all)', at='decay')
+        if self.split_batch and self.samples_per_step is not None and self.samples_per_step < k:
+            raise invalid(
+                f'{self.samples_per_step} is fewer than the number of negatives K ({k}); with split_batch each used '
+                'sample meets one negative, so every negative must meet at least one per step: use '
+                f'samples_per_step >= {k}, fewer negatives, or split_batch: false', at='samples_per_step')
+        return self
+
+    def describe_refresh(self):
+        """The refresh schedule in words (the training log, the comparison tool)."""
+        if self.refresh == 'adaptive':
+            return (f'adaptive refresh ({self.adaptive_statistic} > {self.adaptive_threshold:g}, decay '
+                    f'{self.adaptive_decay:g}, min gap {self.adaptive_min_gap})')
+        return f'update_every {self.update_every}, decay {self.decay}'
+
+
+class VGGTerm(Section):
+    """What the SPN and CR terms share: a distance between features, VGG's or the pixels'."""
+    type: str
+    loss_weight: NonNegativeFloat
+    feature: one_of(*FEATURES)
+    layer_weights: LayerWeights
+    criterion: one_of(*CRITERIA) = Field('l1', description='Distance D between features.')
+    use_input_norm: Boolean = Field(True, description='Normalise VGG input with ImageNet mean/std (as BasicSR).')
+    range_norm: Boolean = Field(False, description='Map [-1, 1] images to [0, 1] before VGG (as BasicSR).')
+    pretrained: OptionalPath = Field(None, description=(
+        'VGG weight file (torchvision format). Default: vgg16-397923af.pth / vgg19-dcbb9e9d.pth in '
+        '$TORCH_HOME/hub/checkpoints or experiments/pretrained_models.'))
+    download: Boolean = Field(False, description='Allow downloading the VGG weights when no file is found (opt-in).')
+    autocast: Autocast = Field(None, description='Run the VGG passes under autocast in this dtype. '
+                                                 'Default: `train.amp`.')
+    channels_last: BooleanOrAuto = Field('auto', description=(
+        'Run the VGG passes in channels_last memory format; `auto`: on CPU (the same float32 math in oneDNN\'s '
+        'native layout; docs/cost.md), not on CUDA (not measured there).'))
+
+    @model_validator(mode='after')
+    def _vgg_layers(self):
+        names = VGG_LAYERS.get(self.feature, ())
+        for layer in self.layer_weights if self.feature != 'pixel' else ():
+            if layer not in names:
+                raise invalid(f'not a {self.feature} layer{did_you_mean(layer, names)}; accepted: {", ".join(names)}',
+                              at=f'layer_weights.{layer}')
+        return self
+
+
+class SPNOptions(VGGTerm):
+    path = 'train.spn_opt'
+    type: one_of('SPNLoss', 'MCLIR_SPNLoss') = Field(description='The loss class (LOSS_REGISTRY).')
+    loss_weight: NonNegativeFloat = Field(0.001, description=(
+        'lambda: weight of the SPN term. 0.001 is the paper\'s value for torchvision\'s VGG features. The VGG16 file '
+        'of `mclir-hed-vgg` is on Caffe\'s larger activation scale, where the same lambda weighs more '
+        '(docs/vgg_weights.md; what helps there: docs/vgg_evidence.md). With `feature: pixel` 0.001 is a no-op, and '
+        'no pixel-space value is known to help in general (docs/evidence.md).'))
+    feature: one_of(*FEATURES) = Field('vgg16', description='Feature space phi: VGG features, or the pixels '
+                                                            'themselves.')
+    layer_weights: LayerWeights = Field({'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}, description=(
+        'VGG layers (BasicSR names) and their weights; ignored for `pixel`.'))
+    mode: one_of('subtract', 'ratio') = Field('subtract', description=(
+        '`subtract`: L += -lambda*mean_k D(out, neg_k) (the paper). `ratio`: L += lambda*D(out, gt)/mean_k D(out, '
+        'neg_k) (bounded below by 0).'))
+    max_distance: OptionalPositiveFloat = Field(None, description=(
+        '`subtract` only: clamp each D(out, neg_k) at this value, so the term is bounded below by '
+        '-lambda*max_distance.'))
+
+    @model_validator(mode='after')
+    def _bounded_by_subtract_only(self):
+        if self.max_distance is not None and self.mode != 'subtract':
+            raise invalid('only used with mode: subtract (ratio is bounded)', at='max_distance')
+        return self
+
+
+class CROptions(VGGTerm):
+    path = 'train.cr_opt'
+    type: one_of('CRLoss', 'MCLIR_CRLoss') = Field(description='The loss class (LOSS_REGISTRY).')
+    loss_weight: NonNegativeFloat = Field(0.1, description='Weight of the CR term (0.1: AECR-Net\'s).')
+    feature: one_of(*FEATURES) = Field('vgg19', description='Feature space: VGG features (AECR-Net: VGG19), or the '
+                                                            'pixels.')
+    layer_weights: LayerWeights = Field(
+        {'relu1_1': 0.03125, 'relu2_1': 0.0625, 'relu3_1': 0.125, 'relu4_1': 0.25, 'relu5_1': 1.0},
+        description='VGG layers (BasicSR names) and their weights (AECR-Net\'s); ignored for `pixel`.')
+    eps: NonNegativeFloat = Field(1e-7, description='Added to the negative distance: D(out, gt) / (D(out, input) + '
+                                                    'eps).')
+
+
+class UncertaintyOptions(Section):
+    path = 'train.uncertainty_opt'
+    type: one_of('UncertaintyWeightedLoss', 'MCLIR_UncertaintyWeightedLoss') = Field(
+        description='The loss class (LOSS_REGISTRY).')
+    loss_weight: NonNegativeFloat = Field(1.0, description=(
+        'Weight of the uncertainty-weighted reconstruction term (our design, not the paper\'s: '
+        'docs/beyond_the_paper.md, "Uncertainty-weighted reconstruction loss"). Use it in place of `pixel_opt` or '
+        'next to it.'))
+    criterion: one_of(*CRITERIA) = Field('l1', description='Per-pixel reconstruction criterion against gt.')
+    floor: UnitFloat = Field(0.1, description=(
+        'Smallest per-pixel weight (no pixel is ignored). Weights are the negatives\' spread around the output '
+        'divided by its per-image mean, clamped to [floor, cap], without gradient.'))
+    cap: NonNegativeFloat = Field(3.0, description='Largest per-pixel weight (>= 1).')
+    save_map: Boolean = Field(False, description=(
+        'With `val.save_img`, also save the weight map of each validation image as `<image>_<iter>_uncertainty.png` '
+        'next to BasicSR\'s output images.'))
+
+    @model_validator(mode='after')
+    def _around_one(self):
+        if self.floor <= 0:
+            raise invalid(f'expected 0 < floor <= 1 <= cap (a floor of 0 would let pixels be ignored), got '
+                          f'{self.floor!r}', at='floor')
+        if self.cap < 1:
+            raise invalid(f'expected 0 < floor <= 1 <= cap (the weights are around 1 by construction), got '
+                          f'{self.cap!r}', at='cap')
+        return self
+
+
+class TrainKeys(Section):
+    """Keys of the train section itself (the rest of it is BasicSR's)."""
+    model_config = ConfigDict(extra='ignore')
+    path = 'train'
+    amp: Autocast = Field(None, description=(
+        'Mixed precision for the whole step: the network\'s forward and every loss under torch.autocast (float16 '
+        'with a GradScaler, saved in the training state). Validation stays float32. Works without `spn_opt` too (the '
+        'baseline at equal precision).'))
+    use_grad_clip: OptionalPositiveFloat = Field(None, description=(
+        'Clip the gradient norm of network_g to this before each optimiser step (as the official fork\'s models; its '
+        'example files\' `use_grad_norm` was never read, there or here).'))
+    accumulate: PositiveInt = Field(1, description=(
+        'Gradient accumulation: each optimiser step sums the gradients of this many micro-batches of '
+        '`datasets.train.batch_size_per_gpu` samples (effective batch: accumulate x batch_size_per_gpu per GPU); the '
+        'data loader hands one iteration the step\'s samples and the model runs them a micro-batch at a time, so '
+        'activation memory is one micro-batch\'s. `total_iter`, the scheduler, EMA, the negatives\' refresh, logging '
+        'and saving count optimiser steps. traiNNer-redux\'s `datasets.train.accum_iter` is read as this '
+        '(docs/accumulate_and_compile.md).'))
+    compile: Boolean = Field(False, description=(
+        'torch.compile the training forward of network_g and of the negatives (one compiled function serves all K); '
+        'validation, checkpoints and states stay eager with plain keys. Unavailable or failing compilation falls '
+        'back to eager with one warning. traiNNer-redux\'s top-level `use_compile` is read as this '
+        '(docs/accumulate_and_compile.md).'))
+    compile_mode: one_of('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs') = Field(
+        'default', description='torch.compile\'s `mode`. traiNNer-redux\'s top-level `compile_mode` is read as this.')
+    compile_backend: OptionalName = Field('inductor', description=(
+        'torch.compile\'s `backend` (`inductor`; `aot_eager` or `eager` to debug).'))
+
+
+SECTIONS = {model.path: model for model in (TrainKeys, Negatives, SPNOptions, CROptions, UncertaintyOptions)}
+
+
+class Compile(BaseModel):
+    """torch.compile's settings when ``train.compile`` is on."""
+    mode: str
+    backend: Optional[str]
+
+
+class MCLIRConfig(BaseModel):
+    """The validated MCLIR options of a run. Without ``train.spn_opt`` (and the official keys) SPN is off: ``spn``
+    is None, and so is ``negatives`` unless ``train.uncertainty_opt`` uses them."""
+    negatives: Optional[Negatives] = None
+    spn: Optional[SPNOptions] = None
+    official: bool = False  # built from the official fork's keys
+    amp: Optional[str] = None
+    cr: Optional[CROptions] = None
+    uncertainty: Optional[UncertaintyOptions] = None
+    accumulate: int = 1  # micro-batches per optimiser step
+    compile: Optional[Compile] = None  # None: eager
 
     @property
     def spn_on(self):
@@ -217,144 +363,116 @@ class MCLIRConfig:
 
     @property
     def num_negatives(self):
-        return len(self.negatives['update_every']) if self.negatives is not None else 0
+        return len(self.negatives.update_every) if self.negatives is not None else 0
+
+
+def from_official(train):
+    """(negatives, spn_opt) in this add-on's keys, from a train section in the official fork's style: ``neg_iter``
+    / ``neg_decay`` / ``neg_start`` are the negatives' periods, decays and initial blend, ``neg_t`` the adaptive
+    refresh's threshold, and a subtracted ``perceptual_opt`` the SPN term."""
+    if 'neg_iter' not in train:
+        raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')
+    negatives = {new: train[old] for old, new in (('neg_iter', 'update_every'), ('neg_decay', 'decay'),
+                                                  ('neg_start', 'init_decay')) if old in train}
+    if 'neg_t' in train:  # only the fork's adaptive FFA-Net model reads it
+        negatives.update(refresh='adaptive', adaptive_threshold=train['neg_t'])
+    percep = train.get('perceptual_opt')
+    if not isinstance(percep, dict):
+        fail('train.perceptual_opt', 'a PerceptualLoss mapping (the official fork subtracts it)', percep)
+    percep = dict(percep)
+    if percep.pop('type', 'PerceptualLoss') != 'PerceptualLoss':
+        fail('train.perceptual_opt.type', 'PerceptualLoss', train['perceptual_opt'].get('type'))
+    if percep.pop('style_weight', 0) not in (0, 0.0, None):
+        fail('train.perceptual_opt.style_weight', '0 (a subtracted style term is not supported)',
+             train['perceptual_opt']['style_weight'])
+    if percep.get('criterion') == 'fro':
+        fail('train.perceptual_opt.criterion', 'l1 or l2', 'fro')
+    renames = {'vgg_type': 'feature', 'perceptual_weight': 'loss_weight'}
+    spn = {'type': 'SPNLoss', 'feature': 'vgg19', 'loss_weight': 1.0}  # BasicSR's PerceptualLoss defaults
+    spn.update((renames.get(key, key), value) for key, value in percep.items())
+    return negatives, spn
 
 
 def _spn_sections(train):
-    """(negatives, spn_opt, their paths, official) as given, or all None when SPN is off."""
+    """(negatives, spn_opt, their paths, official) as given, or spn_opt None when SPN is off."""
     official = [k for k in OFFICIAL_NEGATIVE_KEYS if k in train]
     if official and ('negatives' in train or 'spn_opt' in train):
         raise MCLIROptionError(
             f'train: the official keys ({", ".join(official)}) and `negatives`/`spn_opt` are both set; '
             'use one style (see docs/options.md).')
     if official:
-        if 'neg_iter' not in train:
-            raise MCLIROptionError('train.neg_iter: required with the official keys (one period per negative)')
-        negatives, spn = from_official(train)
-        return negatives, spn, 'train.neg_*', 'train.perceptual_opt', True
-    if train.get('spn_opt') is None:  # absent or null, as BasicSR reads its own *_opt sections
-        if train.get('negatives') and train.get('uncertainty_opt') is None:
-            raise MCLIROptionError(
-                'train.negatives: set, but neither train.spn_opt nor train.uncertainty_opt is, so no loss would use '
-                'the negatives; add train.spn_opt (e.g. {type: SPNLoss, loss_weight: 0.001}) to turn SPN on, or '
-                'remove train.negatives to train without SPN')
-        return train.get('negatives') or {}, None, 'train.negatives', None, False
-    return train.get('negatives') or {}, train['spn_opt'], 'train.negatives', 'train.spn_opt', False
-
-
-def _normalise_negatives(neg, path):
-    if isinstance(neg['update_every'], int):
-        neg['update_every'] = [neg['update_every']]
-    k = len(neg['update_every'])
-    if isinstance(neg['decay'], float):
-        neg['decay'] = [neg['decay']] * k
-    if len(neg['decay']) != k:
+        return *from_official(train), 'train.neg_*', 'train.perceptual_opt', True
+    if train.get('spn_opt') is None and train.get('negatives') and train.get('uncertainty_opt') is None:
         raise MCLIROptionError(
-            f'{path}.decay: has {len(neg["decay"])} entries but update_every has {k}; '
-            'give one decay per negative (or a single number for all)')
-    return neg
+            'train.negatives: set, but neither train.spn_opt nor train.uncertainty_opt is, so no loss would use '
+            'the negatives; add train.spn_opt (e.g. {type: SPNLoss, loss_weight: 0.001}) to turn SPN on, or '
+            'remove train.negatives to train without SPN')
+    return train.get('negatives'), train.get('spn_opt'), 'train.negatives', 'train.spn_opt', False
 
 
-def _check_split_batch(opt, neg, path):
-    train_set = (opt.get('datasets') or {}).get('train') or {}
-    batch, k, n = train_set.get('batch_size_per_gpu'), len(neg['update_every']), neg['samples_per_step']
-    accumulate = accumulation(opt)
-    if is_number(batch):  # routing is over the step's samples: every micro-batch of an accumulated step
-        batch = batch * accumulate
-    if neg['split_batch'] and n is not None and n < k:
-        raise MCLIROptionError(
-            f'{path}.samples_per_step: {n} is fewer than the number of negatives K ({k}); with split_batch each '
-            f'used sample meets one negative, so every negative must meet at least one per step: use '
-            f'samples_per_step >= {k}, fewer negatives, or split_batch: false')
-    if neg['split_batch'] and is_number(batch) and batch < k:
+def _check_split_batch(opt, neg, path, accumulate):
+    """Routing is over the step's samples: every micro-batch of an accumulated step."""
+    batch = ((opt.get('datasets') or {}).get('train') or {}).get('batch_size_per_gpu')
+    k = len(neg.update_every)
+    if neg.split_batch and is_number(batch) and batch * accumulate < k:
         raise MCLIROptionError(
             f'{path}.split_batch: needs datasets.train.batch_size_per_gpu'
-            f'{"" if accumulate == 1 else " x train.accumulate"} ({batch}) >= the number of negatives K ({k}), so '
-            'that every negative meets at least one sample per step; raise the batch size, use fewer '
+            f'{"" if accumulate == 1 else " x train.accumulate"} ({batch * accumulate}) >= the number of negatives K '
+            f'({k}), so that every negative meets at least one sample per step; raise the batch size, use fewer '
             'negatives, or set split_batch: false')
 
 
-def _check_layers(feature, weights, path):
-    names = VGG_LAYERS[feature]
-    for layer in weights:
-        if layer not in names:
-            raise MCLIROptionError(f'{path}.{layer}: not a {feature} layer{did_you_mean(layer, names)}; '
-                                   f'accepted: {", ".join(names)}')
-
-
-def _check_spn(spn, path):
-    if spn['feature'] != 'pixel':
-        _check_layers(spn['feature'], spn['layer_weights'], f'{path}.layer_weights')
-    if spn['max_distance'] is not None and spn['mode'] != 'subtract':
-        raise MCLIROptionError(f'{path}.max_distance: only used with mode: subtract (ratio is bounded)')
-
-
-def _check_uncertainty(section, path):
-    if section['floor'] <= 0:
-        fail(f'{path}.floor', '0 < floor <= 1 <= cap (a floor of 0 would let pixels be ignored)', section['floor'])
-    if section['cap'] < 1:
-        fail(f'{path}.cap', '0 < floor <= 1 <= cap (the weights are around 1 by construction)', section['cap'])
-
-
-def _check_cr(section, path):
-    if section['feature'] != 'pixel':
-        _check_layers(section['feature'], section['layer_weights'], f'{path}.layer_weights')
-
-
-LOSS_SECTIONS = {'spn_opt': (SPN, _check_spn), 'cr_opt': (CR, _check_cr),
-                 'uncertainty_opt': (UNCERTAINTY, _check_uncertainty)}
-
-
-def loss_section(key, given):
-    """``train.<key>`` (spn_opt, cr_opt, uncertainty_opt) validated against its schema, defaults filled in, and its
-    cross-option checks: the one validation of a loss's options, used by :func:`parse_mclir_options` and by the
-    losses when they are built from raw keyword arguments (e.g. by BasicSR's ``build_loss``)."""
-    spec, check = LOSS_SECTIONS[key]
-    section = validate_section(f'train.{key}', given, spec)
-    check(section, f'train.{key}')
+def _follow_amp(section, amp):
+    """The negatives' and the VGG passes' autocast follow train.amp unless the section sets its own."""
+    if section is not None and 'autocast' not in section.model_fields_set:
+        section.autocast = amp
     return section
 
 
+def _optional(model, train, key):
+    """``train.<key>`` validated, or None when absent or null (as BasicSR reads its own *_opt sections)."""
+    return None if train.get(key) is None else model.parse(train[key])
+
+
 def parse_mclir_options(opt):
-    """Validate the MCLIR part of a BasicSR option dict; return the normalised config. Without
-    ``train.spn_opt`` (and the official keys) SPN is off: ``spn`` is None, and so is ``negatives`` unless
-    ``train.uncertainty_opt`` uses them."""
+    """Validate the MCLIR part of a BasicSR option dict; return the typed config."""
     if not isinstance(opt, dict):
         fail('<options>', 'a mapping', opt)
     train = opt.get('train')
     if not isinstance(train, dict):
         fail('train', 'a mapping (ModelContrastiveModel needs a train section)', train)
-    amp = TRAIN['amp'].check('train.amp', train.get('amp'))
-    TRAIN['use_grad_clip'].check('train.use_grad_clip', train.get('use_grad_clip'))
-    loop = {'accumulate': accumulation(opt), 'compile': compile_options(opt)}
-    cr = _optional_section(train, 'cr_opt', amp)
-    uncertainty = _optional_section(train, 'uncertainty_opt', amp)
+    amp = TrainKeys.parse(train).amp
+    loop = {'accumulate': accumulation(opt), 'compile': compile_options(opt), 'amp': amp}
+    cr = _follow_amp(_optional(CROptions, train, 'cr_opt'), amp)
+    uncertainty = _optional(UncertaintyOptions, train, 'uncertainty_opt')
     given_neg, given_spn, path_neg, path_spn, official = _spn_sections(train)
     if given_spn is None and uncertainty is None:
-        return MCLIRConfig(negatives=None, spn=None, official=False, amp=amp, cr=cr, **loop)
-    neg = _follow_amp(_normalise_negatives(validate_section(path_neg, given_neg, NEGATIVES), path_neg), given_neg, amp)
-    _check_split_batch(opt, neg, path_neg)
-    spn = None
-    if given_spn is not None:
-        spn = _follow_amp(validate_section(path_spn, given_spn, SPN), given_spn, amp)
-        _check_spn(spn, path_spn)  # (path_spn: train.spn_opt, or the fork's train.perceptual_opt)
-    return MCLIRConfig(negatives=neg, spn=spn, official=official, amp=amp, cr=cr, uncertainty=uncertainty, **loop)
+        return MCLIRConfig(cr=cr, **loop)
+    neg = _follow_amp(Negatives.parse(given_neg, path_neg), amp)
+    _check_split_batch(opt, neg, path_neg, loop['accumulate'])
+    spn = None if given_spn is None else _follow_amp(SPNOptions.parse(given_spn, path_spn), amp)
+    return MCLIRConfig(negatives=neg, spn=spn, official=official, cr=cr, uncertainty=uncertainty, **loop)
 
 
 def _alias(opt, key, alias_path, alias_value):
     """``train.<key>`` validated, or traiNNer-redux's spelling of it (``alias_path``) when only that is given; both
     given with different values is an error naming both."""
     train = opt.get('train') or {}
-    option = TRAIN[key]
-    if alias_value is not None and key in train and option.check(f'train.{key}', train[key]) != \
-            option.check(alias_path, alias_value):
+
+    def value(given, path):
+        try:
+            return getattr(TrainKeys.model_validate({key: given}), key)
+        except ValidationError as e:
+            raise MCLIROptionError(f'{path}: {e.errors()[0]["msg"]}') from None
+
+    own = value(train[key], f'train.{key}') if key in train else TrainKeys.model_fields[key].default
+    if alias_value is None:
+        return own
+    alias = value(alias_value, alias_path)
+    if key in train and own != alias:
         raise MCLIROptionError(f'train.{key} ({train[key]!r}) and {alias_path} ({alias_value!r}) are both set and '
                                f'differ; keep one (train.{key} is this add-on\'s spelling)')
-    if key in train:
-        return option.check(f'train.{key}', train[key])
-    if alias_value is not None:
-        return option.check(alias_path, alias_value)
-    return option.default
+    return alias
 
 
 def accumulation(opt):
@@ -365,36 +483,12 @@ def accumulation(opt):
 
 
 def compile_options(opt):
-    """{'mode', 'backend'} when ``train.compile`` (or traiNNer-redux's top-level ``use_compile``) is on, else None;
+    """:class:`Compile` when ``train.compile`` (or traiNNer-redux's top-level ``use_compile``) is on, else None;
     the mode from ``train.compile_mode`` or the top-level ``compile_mode``."""
     if not _alias(opt, 'compile', 'use_compile', opt.get('use_compile')):
         return None
-    return {'mode': _alias(opt, 'compile_mode', 'compile_mode', opt.get('compile_mode')),
-            'backend': _alias(opt, 'compile_backend', 'compile_backend', None)}
-
-
-def _follow_amp(section, given, amp):
-    """The negatives' and the VGG passes' autocast follow train.amp unless the section sets its own."""
-    if 'autocast' in section and 'autocast' not in (given or {}):
-        section['autocast'] = amp
-    return section
-
-
-def _optional_section(train, key, amp):
-    """``train.<key>`` validated (:func:`loss_section`), or None when absent or null (as BasicSR's *_opt)."""
-    given = train.get(key)
-    if given is None:
-        return None
-    return _follow_amp(loss_section(key, given), given, amp)
-
-
-def describe_refresh(negatives):
-    """The refresh schedule of validated ``train.negatives`` in words (the training log, the comparison tool)."""
-    n = negatives
-    if n['refresh'] == 'adaptive':
-        return (f'adaptive refresh ({n["adaptive_statistic"]} > {n["adaptive_threshold"]:g}, decay '
-                f'{n["adaptive_decay"]:g}, min gap {n["adaptive_min_gap"]})')
-    return f'update_every {n["update_every"]}, decay {n["decay"]}'
+    return Compile(mode=_alias(opt, 'compile_mode', 'compile_mode', opt.get('compile_mode')),
+                   backend=_alias(opt, 'compile_backend', 'compile_backend', None))
 
 
 # --------------------------------------------------------------------------- documentation
@@ -408,14 +502,16 @@ def _fmt(v):
     return str(v)
 
 
+def _accepted(field):
+    return next(m.func.accepted for m in reversed(field.metadata) if hasattr(getattr(m, 'func', None), 'accepted'))
+
+
 def markdown_table():
     rows = ['| option | default | accepted | meaning |', '| --- | --- | --- | --- |']
-    for path, spec in SECTIONS.items():
-        for key, option in spec.items():
-            accepted = getattr(option.check, 'choices', None)
-            accepted = ', '.join(accepted) if accepted else option.check.__name__.replace('_', ' ')
-            default = 'required' if option.required else _fmt(option.default)
-            rows.append(f'| `{path}.{key}` | `{default}` | {accepted} | {option.doc} |')
+    for path, model in SECTIONS.items():
+        for key, field in model.model_fields.items():
+            default = 'required' if field.is_required() else _fmt(field.default)
+            rows.append(f'| `{path}.{key}` | `{default}` | {_accepted(field)} | {field.description} |')
     for old, new in OFFICIAL.items():
         rows.append(f'| `train.{old}` | | official fork key | read as `{new}` |')
     return '\n'.join(rows) + '\n'

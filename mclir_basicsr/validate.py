@@ -1,12 +1,10 @@
-"""Checks of option values, shared by the MCLIR schema (:mod:`mclir_basicsr.options`) and the checks of
-BasicSR's own sections (:mod:`mclir_basicsr.preflight`): each takes the option's path and its value, returns
-the (normalised) value or raises :class:`MCLIROptionError` whose one-line message starts with the path and says
-what was expected. Standard library only.
+"""The option error type and the checks of BasicSR's own sections (:mod:`mclir_basicsr.preflight`; the add-on's
+sections are pydantic models, :mod:`mclir_basicsr.options`): each check takes the option's path and its value,
+returns the (normalised) value or raises :class:`MCLIROptionError` whose one-line message starts with the path and
+says what was expected. Standard library only.
 """
 import difflib
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
 
 from mclir_basicsr.errors import MCLIRError
 
@@ -36,30 +34,12 @@ def positive_int(path, v):
     return v
 
 
-def unit_float(path, v):
-    if not is_number(v) or not 0 <= v <= 1:
-        fail(path, 'a number in [0, 1]', v)
-    return float(v)
 
 
-def non_negative_float(path, v):
-    if not is_number(v) or not math.isfinite(v) or v < 0:
-        fail(path, 'a finite number >= 0', v)
-    return float(v)
 
 
-def optional_positive_float(path, v):
-    if v is None:
-        return None
-    if not is_number(v) or not math.isfinite(v) or v <= 0:
-        fail(path, 'null or a finite number > 0', v)
-    return float(v)
 
 
-def optional_positive_int(path, v):
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-        fail(path, 'null or a positive integer', v)
-    return v
 
 
 def boolean(path, v):
@@ -68,16 +48,8 @@ def boolean(path, v):
     return v
 
 
-def optional_str(path, v):
-    if v is not None and not (isinstance(v, str) and v):
-        fail(path, 'null or a file path', v)
-    return v
 
 
-def boolean_or_auto(path, v):
-    if not (isinstance(v, bool) or v == 'auto'):
-        fail(path, 'true, false or auto', v)
-    return v
 
 
 def one_of(*choices, optional=False):
@@ -93,21 +65,8 @@ def one_of(*choices, optional=False):
     return check
 
 
-def list_of(item_check):
-    def check(path, v):
-        if is_number(v):  # a scalar is broadcast to every negative
-            return item_check(path, v)
-        if not isinstance(v, (list, tuple)) or not v:
-            fail(path, 'a non-empty list (one entry per negative model)', v)
-        return [item_check(f'{path}[{i}]', x) for i, x in enumerate(v)]
-    check.__name__ = f'list of {item_check.__name__} (or one for all)'
-    return check
 
 
-def layer_weights(path, v):
-    if not isinstance(v, dict) or not v:
-        fail(path, 'a mapping of VGG layer name to weight, e.g. {relu1_2: 0.2, relu2_2: 0.3}', v)
-    return {str(k): non_negative_float(f'{path}.{k}', w) for k, w in v.items()}
 
 
 def non_negative_int(path, v):
@@ -166,36 +125,3 @@ def mapping(path, v, example=''):
     if not isinstance(v, dict):
         fail(path, 'a mapping' + (f', e.g. {example}' if example else ''), v)
     return v
-
-
-# --------------------------------------------------------------------------- a section of options
-@dataclass(frozen=True)
-class Option:
-    default: Any
-    check: Callable
-    doc: str
-    required: bool = False
-
-
-def _unknown_keys(path, given, known):
-    for key in given:
-        if key not in known:
-            raise MCLIROptionError(f'{path}.{key}: unknown option{did_you_mean(key, known)}; '
-                                   f'known: {", ".join(known)}')
-
-
-def validate_section(path, given, spec):
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
-        fail(path, 'a mapping', given)
-    _unknown_keys(path, given, spec)
-    out = {}
-    for key, option in spec.items():
-        if key in given:
-            out[key] = option.check(f'{path}.{key}', given[key])
-        elif option.required:
-            raise MCLIROptionError(f'{path}.{key}: required ({option.doc})')
-        else:
-            out[key] = option.default
-    return out

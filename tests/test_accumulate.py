@@ -127,10 +127,10 @@ def test_options_and_trainner_redux_spellings():
     assert compile_options(_opt()) is None
     opt = _opt()
     opt.update(use_compile=True, compile_mode='max-autotune')
-    assert parse_mclir_options(opt).compile == {'mode': 'max-autotune', 'backend': 'inductor'}
+    assert parse_mclir_options(opt).compile.model_dump() == {'mode': 'max-autotune', 'backend': 'inductor'}
     opt = _opt()
     opt['train'].update(compile=True, compile_backend='aot_eager')
-    assert compile_options(opt) == {'mode': 'default', 'backend': 'aot_eager'}
+    assert compile_options(opt).model_dump() == {'mode': 'default', 'backend': 'aot_eager'}
     opt['compile_mode'] = 'fastest'
     with pytest.raises(MCLIROptionError, match=r'^compile_mode: expected one of'):
         parse_mclir_options(opt)
@@ -139,7 +139,7 @@ def test_options_and_trainner_redux_spellings():
 def test_split_needs_k_samples_per_step_not_per_micro_batch():
     opt = _opt(batch_size_per_gpu=1, accum_iter=2)
     opt['train']['negatives']['split_batch'] = True
-    assert parse_mclir_options(opt).negatives['split_batch']  # 1 x 2 samples per step >= K = 2
+    assert parse_mclir_options(opt).negatives.split_batch  # 1 x 2 samples per step >= K = 2
     opt['datasets']['train']['accum_iter'] = 1
     with pytest.raises(MCLIROptionError, match=r'split_batch: needs datasets.train.batch_size_per_gpu \(1\)'):
         parse_mclir_options(opt)

@@ -108,7 +108,7 @@ def test_adaptive_options_are_checked(negatives, message):
 def test_official_neg_t_means_adaptive():
     cfg = parse_mclir_options({'train': {'neg_iter': [100, 200], 'neg_t': 0.03, 'perceptual_opt': {
         'type': 'PerceptualLoss', 'layer_weights': {'relu1_2': 1.0}, 'vgg_type': 'vgg16'}}})
-    assert cfg.negatives['refresh'] == 'adaptive' and cfg.negatives['adaptive_threshold'] == 0.03
+    assert cfg.negatives.refresh == 'adaptive' and cfg.negatives.adaptive_threshold == 0.03
     assert cfg.num_negatives == 2
 
 

@@ -105,16 +105,16 @@ def test_batch_smaller_than_k_is_rejected_at_parse_time():
                                                r'the number of negatives K \(3\)'):
         parse_mclir_options(opt)
     opt['datasets']['train']['batch_size_per_gpu'] = 3
-    assert parse_mclir_options(opt).negatives['split_batch'] is True
+    assert parse_mclir_options(opt).negatives.split_batch is True
 
 
 def test_amp_options_and_what_follows_it():
     opt = train_options('x', '/nowhere', spn=SPN, negatives=dict(NEG), extra_train={'amp': 'bfloat16'})
     cfg = parse_mclir_options(opt)
-    assert cfg.amp == 'bfloat16' and cfg.negatives['autocast'] == 'bfloat16' and cfg.spn['autocast'] == 'bfloat16'
+    assert cfg.amp == 'bfloat16' and cfg.negatives.autocast == 'bfloat16' and cfg.spn.autocast == 'bfloat16'
     opt['train']['negatives']['autocast'] = None  # explicitly float32 negatives under an amp step
     cfg = parse_mclir_options(opt)
-    assert cfg.negatives['autocast'] is None and cfg.spn['autocast'] == 'bfloat16'
+    assert cfg.negatives.autocast is None and cfg.spn.autocast == 'bfloat16'
     opt['train']['amp'] = 'half'
     with pytest.raises(MCLIROptionError, match='train.amp: expected one of bfloat16, float16, null'):
         parse_mclir_options(opt)

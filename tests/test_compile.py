@@ -92,7 +92,7 @@ def test_compiled_training_keeps_plain_keys_and_loads_into_srmodel(tmp_path, dat
 def test_traiNNer_redux_top_level_use_compile(tmp_path, data_x2):
     model = _build(tmp_path, data_x2, {'compile_backend': 'eager'}, top={'use_compile': True,
                                                                         'compile_mode': 'default'})
-    assert model.mclir.compile == {'mode': 'default', 'backend': 'eager'}
+    assert model.mclir.compile.model_dump() == {'mode': 'default', 'backend': 'eager'}
     assert model.compiled_g is not None
 
 

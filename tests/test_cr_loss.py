@@ -9,7 +9,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from mclir_basicsr.losses import CRLoss
 from mclir_basicsr.losses.vgg import VGGWeightsNotFound, write_random_weights
-from mclir_basicsr.options import CR, MCLIROptionError
+from mclir_basicsr.options import CROptions, MCLIROptionError
 
 # torchvision vgg19 `features` indices of AECR-Net's layers (relu1_1 ... relu5_1)
 VGG19_RELU_X_1 = {'relu1_1': 1, 'relu2_1': 6, 'relu3_1': 11, 'relu4_1': 20, 'relu5_1': 29}
@@ -78,7 +78,7 @@ def test_pixel_value_and_gradient_match_the_formula():
 def test_pixel_other_criteria(criterion):
     out, gt, lq = tensors(seed=1)
     dist = {'l2': lambda d: d.square().mean(), 'charbonnier': lambda d: (d.square() + 1e-12).sqrt().mean()}[criterion]
-    want = dist(out - gt) / (dist(out - lq) + CR['eps'].default) * 0.1
+    want = dist(out - gt) / (dist(out - lq) + CROptions.model_fields['eps'].default) * 0.1
     got = CRLoss(feature='pixel', criterion=criterion)(out, gt, lq)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
 

@@ -267,11 +267,11 @@ def test_demo_with_a_vgg_file_runs_the_measured_vgg_setting(tmp_path, monkeypatc
     base_file, spn_file = demo.run(['--out', str(tmp_path / 'd'), '--data-only'])['options']
     spn, base = cmp.load_options(spn_file), cmp.load_options(base_file)
     cfg = parse_mclir_options(spn)
-    assert cfg.spn['feature'] == 'vgg16' and cfg.spn['pretrained'] == vgg
-    assert cfg.spn['loss_weight'] == demo.DEMO_VGG_SPN['loss_weight']
-    assert cfg.spn['layer_weights'] == {'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}
-    assert cfg.negatives['update_every'] == [100, 200, 500, 1000] and cfg.negatives['decay'] == [0.1] * 4
-    assert cfg.negatives['split_batch'] is True and cfg.negatives['samples_per_step'] == 4
+    assert cfg.spn.feature == 'vgg16' and cfg.spn.pretrained == vgg
+    assert cfg.spn.loss_weight == demo.DEMO_VGG_SPN['loss_weight']
+    assert cfg.spn.layer_weights == {'relu1_2': 0.2, 'relu2_2': 0.3, 'relu3_3': 0.5}
+    assert cfg.negatives.update_every == [100, 200, 500, 1000] and cfg.negatives.decay == [0.1] * 4
+    assert cfg.negatives.split_batch is True and cfg.negatives.samples_per_step == 4
     assert spn['datasets']['train']['gt_size'] == base['datasets']['train']['gt_size'] == demo.VGG_GT_SIZE
     full = cmp.load_options(demo.run(['--out', str(tmp_path / 'f'), '--data-only', '--term', 'full'])['options'][1])
     assert 'split_batch' not in full['train']['negatives'] and 'samples_per_step' not in full['train']['negatives']

@@ -31,7 +31,7 @@ def test_pair_points_at_the_demo_data_and_at_each_other():
     assert test['path']['pretrain_network_g'] == f'experiments/{train["name"]}/models/net_g_latest.pth'
     assert test['network_g'] == train['network_g']
     spn = parse_mclir_options(train).spn
-    assert spn['feature'] == 'pixel' and 100 <= train['train']['total_iter'] <= 1000
+    assert spn.feature == 'pixel' and 100 <= train['train']['total_iter'] <= 1000
     page = open(os.path.join(REPO, 'docs', 'basicsr_scripts.md')).read()
     section = page[page.index("# Using BasicSR's own scripts"):]
     first = section[section.index('```bash'):].split('```')[1]

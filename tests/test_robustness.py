@@ -33,6 +33,9 @@ def base(**train):
     (lambda t: t['negatives'].update(init_decay=-1), r'init_decay: expected a number in \[0, 1\]'),
     (lambda t: t['negatives'].update(decays=[0.1]), r"negatives\.decays: unknown option \(did you mean 'decay'\?\)"),
     (lambda t: t['spn_opt'].update(loss_weight=-0.1), r'spn_opt\.loss_weight: expected a finite number >= 0'),
+    (lambda t: t['spn_opt'].update(loss_weight=True), r'spn_opt\.loss_weight: expected a finite number >= 0, got True'),
+    (lambda t: t['spn_opt'].update(loss_weight='2e-4'), r"loss_weight: expected a finite number >= 0, got '2e-4'"),
+    (lambda t: t['negatives'].update(decay=1.5), r'train\.negatives\.decay: expected a number in \[0, 1\], got 1\.5$'),
     (lambda t: t['spn_opt'].update(feature='vgg18'),
      r"spn_opt\.feature: expected one of vgg16, vgg19, pixel; got 'vgg18' \(did you mean 'vgg19'\?\)"),
     (lambda t: t['spn_opt'].update(feature='vgg16', layer_weights={'relu1-2': 1}),
@@ -55,10 +58,12 @@ def test_bad_option_names_its_path(mutate, message):
 
 def test_defaults_and_broadcast():
     cfg = parse_mclir_options({'num_gpu': 0, 'train': {'spn_opt': {'type': 'SPNLoss'}}})
-    assert cfg.negatives['update_every'] == [100, 200, 500, 1000] and cfg.negatives['decay'] == [0.1] * 4
-    assert cfg.spn['feature'] == 'vgg16' and cfg.spn['loss_weight'] == 0.001 and not cfg.official
+    assert cfg.negatives.update_every == [100, 200, 500, 1000] and cfg.negatives.decay == [0.1] * 4
+    assert cfg.spn.feature == 'vgg16' and cfg.spn.loss_weight == 0.001 and not cfg.official
     cfg = parse_mclir_options(base(negatives={'update_every': 5, 'decay': 0.3}))
-    assert cfg.negatives['update_every'] == [5] and cfg.negatives['decay'] == [0.3]
+    assert cfg.negatives.update_every == [5] and cfg.negatives.decay == [0.3]
+    cfg = parse_mclir_options(base(negatives={'update_every': [5, 6], 'decay': 1}, spn_opt=dict(SPN, loss_weight=1)))
+    assert cfg.negatives.decay == [1.0, 1.0] and cfg.spn.loss_weight == 1.0  # YAML's integers where numbers are meant
 
 
 def test_official_keys_are_translated():
@@ -66,9 +71,9 @@ def test_official_keys_are_translated():
         'neg_iter': [100, 200], 'neg_decay': [0.1, 0.2], 'neg_start': 0.01,
         'perceptual_opt': {'type': 'PerceptualLoss', 'layer_weights': {'relu1_2': 1.0}, 'vgg_type': 'vgg16',
                            'perceptual_weight': 0.001, 'style_weight': 0, 'criterion': 'l1'}}})
-    assert cfg.official and cfg.negatives == dict(O.validate_section('x', {}, O.NEGATIVES), update_every=[100, 200],
-                                                  decay=[0.1, 0.2], init_decay=0.01)
-    assert cfg.spn['feature'] == 'vgg16' and cfg.spn['loss_weight'] == 0.001 and cfg.spn['mode'] == 'subtract'
+    assert cfg.official and cfg.negatives.model_dump() == dict(O.Negatives().model_dump(), update_every=[100, 200],
+                                                               decay=[0.1, 0.2], init_decay=0.01)
+    assert cfg.spn.feature == 'vgg16' and cfg.spn.loss_weight == 0.001 and cfg.spn.mode == 'subtract'
 
 
 def test_option_reference_is_generated_from_the_definitions():
@@ -80,7 +85,8 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 2000) | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12)
-known_keys = st.sampled_from(list(O.NEGATIVES) + list(O.SPN) + ['neg_iter', 'neg_decay', 'neg_start', 'bogus'])
+known_keys = st.sampled_from(list(O.Negatives.model_fields) + list(O.SPNOptions.model_fields)
+                             + ['neg_iter', 'neg_decay', 'neg_start', 'bogus'])
 section = st.dictionaries(known_keys, json_values, max_size=6)
 
 
@@ -102,8 +108,8 @@ def test_random_options_validate_or_raise_our_error(negatives, spn, extra, num_g
             assert candidate.get('spn_opt') is None and 'neg_iter' not in candidate and not candidate.get('negatives')
             continue
         k = cfg.num_negatives
-        assert k >= 1 and len(cfg.negatives['decay']) == k
-        assert all(isinstance(p, int) and p >= 1 for p in cfg.negatives['update_every'])
+        assert k >= 1 and len(cfg.negatives.decay) == k
+        assert all(isinstance(p, int) and p >= 1 for p in cfg.negatives.update_every)
 
 
 @pytest.mark.slow

@@ -115,8 +115,8 @@ def test_fewer_samples_than_negatives_with_split_is_rejected_at_parse_time():
     with pytest.raises(MCLIROptionError, match=r'^train\.negatives\.samples_per_step: 1 is fewer than the number of '
                                                r'negatives K \(2\).*samples_per_step >= 2'):
         parse_mclir_options(_opt(split_batch=True, samples_per_step=1))
-    assert parse_mclir_options(_opt(split_batch=True, samples_per_step=2)).negatives['samples_per_step'] == 2
-    assert parse_mclir_options(_opt(samples_per_step=1)).negatives['samples_per_step'] == 1  # without split: fine
+    assert parse_mclir_options(_opt(split_batch=True, samples_per_step=2)).negatives.samples_per_step == 2
+    assert parse_mclir_options(_opt(samples_per_step=1)).negatives.samples_per_step == 1  # without split: fine
     for bad in (0, 2.5, 'two', True):
         with pytest.raises(MCLIROptionError, match='samples_per_step: expected null or a positive integer'):
             parse_mclir_options(_opt(samples_per_step=bad))
@@ -174,7 +174,7 @@ def test_the_demo_offers_the_cheapest_setting(tmp_path):
     spn = load_options(next(p for p in written if p.endswith('demo_spn.yml')))
     assert spn['train']['negatives']['split_batch'] is True and spn['train']['negatives']['samples_per_step'] == 2
     cfg = parse_mclir_options(spn)  # a valid setting for the demo's K and batch
-    assert cfg.negatives['samples_per_step'] == 2 and cfg.num_negatives == 2
+    assert cfg.negatives.samples_per_step == 2 and cfg.num_negatives == 2
     written = demo.run(['--quick', '--data-only', '--feature', 'pixel', '--out', str(tmp_path / 'p')])['options']
     plain = load_options(next(p for p in written
                               if p.endswith('demo_spn.yml')))

@@ -57,7 +57,7 @@ def test_every_arm_is_a_valid_option_set(tmp_path):
         for arm, (base, method, seeds, _eq) in ev.arms(part, str(tmp_path / 'v.pth'), scale, str(tmp_path / 'd'),
                                                       str(tmp_path / 'h')).items():
             cfg = parse_mclir_options(method)
-            assert cfg.spn['feature'] == 'vgg16' and cfg.negatives['update_every'] == [100, 200, 500, 1000]
+            assert cfg.spn.feature == 'vgg16' and cfg.negatives.update_every == [100, 200, 500, 1000]
             assert 'spn_opt' not in base['train'] and len(seeds) >= 3
             seen.add(arm)
     assert {'official', 'split', 'split_subset4', 'lambda_matched', 'random_vgg', 'hazy_official'} <= seen

@@ -12,7 +12,7 @@ import yaml
 
 from mclir_basicsr.errors import MCLIRError
 from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS as OFFICIAL_KEYS
-from mclir_basicsr.options import describe_refresh, parse_mclir_options
+from mclir_basicsr.options import parse_mclir_options
 from mclir_basicsr.preflight import PreflightError
 from mclir_basicsr.preflight.option_file import check_option_file
 
@@ -152,24 +152,24 @@ def _spn_part(opt):
         return 'official fork keys (neg_iter / subtracted perceptual_opt)'
     cfg = parse_mclir_options(opt)
     s, n = cfg.spn, cfg.negatives
-    extra = f', max_distance {s["max_distance"]}' if s['max_distance'] else ''
-    return (f'feature {s["feature"]}, lambda {s["loss_weight"]:g}, mode {s["mode"]}, criterion {s["criterion"]}'
-            f'{extra}; K={len(n["update_every"])} negatives, {describe_refresh(n)}, init_decay {n["init_decay"]:g}'
-            + (', split batch' if n['split_batch'] else '')
-            + (f', on {n["samples_per_step"]} samples of each batch' if n['samples_per_step'] else ''))
+    extra = f', max_distance {s.max_distance}' if s.max_distance else ''
+    return (f'feature {s.feature}, lambda {s.loss_weight:g}, mode {s.mode}, criterion {s.criterion}'
+            f'{extra}; K={len(n.update_every)} negatives, {n.describe_refresh()}, init_decay {n.init_decay:g}'
+            + (', split batch' if n.split_batch else '')
+            + (f', on {n.samples_per_step} samples of each batch' if n.samples_per_step else ''))
 
 
 def _cr_part(opt):
     c = parse_mclir_options(opt).cr
-    layers = '' if c['feature'] == 'pixel' else f' {c["layer_weights"]}'
-    return f'feature {c["feature"]}{layers}, weight {c["loss_weight"]:g}, criterion {c["criterion"]}'
+    layers = '' if c.feature == 'pixel' else f' {c.layer_weights}'
+    return f'feature {c.feature}{layers}, weight {c.loss_weight:g}, criterion {c.criterion}'
 
 
 def _uncertainty_part(opt):
     cfg = parse_mclir_options(opt)
     u, n = cfg.uncertainty, cfg.negatives
-    negatives = '' if cfg.spn_on else f'; K={len(n["update_every"])} negatives, {describe_refresh(n)}'
-    return f'{u["criterion"]}, weight {u["loss_weight"]:g}, floor {u["floor"]:g}, cap {u["cap"]:g}{negatives}'
+    negatives = '' if cfg.spn_on else f'; K={len(n.update_every)} negatives, {n.describe_refresh()}'
+    return f'{u.criterion}, weight {u.loss_weight:g}, floor {u.floor:g}, cap {u.cap:g}{negatives}'
 
 
 def spn_description(opt):

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from mclir_basicsr.losses.criteria import pointwise
 from mclir_basicsr.losses.features import FeatureSpace
-from mclir_basicsr.options import loss_section
+from mclir_basicsr.options import CROptions
 from mclir_basicsr.registration import component
 
 
@@ -53,14 +53,14 @@ def match_input(lq, out, range_norm=False):
 @component('loss')
 class CRLoss(FeatureSpace):
     """The CR term; its options are documented in :mod:`mclir_basicsr.options` (docs/options.md) and validated
-    there (``config``: options already validated, as ``SPNLoss`` takes them)."""
+    there (``config``: a validated :class:`~mclir_basicsr.options.CROptions`, as ``SPNLoss`` takes its own)."""
 
     def __init__(self, config=None, **options):
         super().__init__()
-        cfg = config if config is not None else loss_section('cr_opt', dict(options, type='CRLoss'))
+        cfg = config if config is not None else CROptions.parse(dict(options, type='CRLoss'))
         self.cfg = cfg
-        self.loss_weight, self.criterion, self.eps = cfg['loss_weight'], cfg['criterion'], cfg['eps']
-        self.range_norm = cfg['range_norm']
+        self.loss_weight, self.criterion, self.eps = cfg.loss_weight, cfg.criterion, cfg.eps
+        self.range_norm = cfg.range_norm
         self.init_features(cfg, ('CRLoss', 'train.cr_opt'))
 
     def forward(self, out, gt, lq):

@@ -16,16 +16,16 @@ class FeatureSpace(nn.Module):
     """Base of the feature-space losses: :meth:`init_features` from a validated option section, :meth:`phi`."""
 
     def init_features(self, cfg, owner):
-        """``cfg``: the loss's validated options (feature, layer_weights, use_input_norm, range_norm, pretrained,
+        """``cfg``: the loss's validated section (feature, layer_weights, use_input_norm, range_norm, pretrained,
         download, autocast, channels_last); ``owner``: (loss, option section) named when the VGG file is missing."""
-        self.channels_last = cfg['channels_last']
-        self.autocast = dtype_or_none(cfg['autocast'])
-        if cfg['feature'] == 'pixel':
+        self.channels_last = cfg.channels_last
+        self.autocast = dtype_or_none(cfg.autocast)
+        if cfg.feature == 'pixel':
             self.features, self.layer_weights = None, {'pixel': 1.0}
             return
-        self.layer_weights = dict(cfg['layer_weights'])
-        self.features = VGGFeatures(cfg['feature'], list(self.layer_weights), cfg['use_input_norm'],
-                                    cfg['range_norm'], cfg['pretrained'], cfg['download'], owner)
+        self.layer_weights = dict(cfg.layer_weights)
+        self.features = VGGFeatures(cfg.feature, list(self.layer_weights), cfg.use_input_norm, cfg.range_norm,
+                                    cfg.pretrained, cfg.download, owner)
         if self.autocast is not None:  # autocast re-casts frozen fp32 weights at every call
             self.features.body.to(self.autocast)
 

@@ -28,7 +28,7 @@ import torch
 
 from mclir_basicsr.losses.criteria import derivative_, pointwise, pointwise_
 from mclir_basicsr.losses.features import FeatureSpace
-from mclir_basicsr.options import loss_section
+from mclir_basicsr.options import SPNOptions
 from mclir_basicsr.registration import component
 
 
@@ -81,15 +81,16 @@ def _per_owner_mean(d, owners, k):
 @component('loss')
 class SPNLoss(FeatureSpace):
     """The SPN term. Its options (keyword arguments, as BasicSR's ``build_loss`` passes them) are documented in
-    :mod:`mclir_basicsr.options` (docs/options.md) and validated there; ``config``: options already validated
-    (``MCLIRConfig.spn``, as :class:`~mclir_basicsr.models.ModelContrastiveModel` passes them)."""
+    :mod:`mclir_basicsr.options` (docs/options.md) and validated there by :class:`~mclir_basicsr.options.SPNOptions`;
+    ``config``: one already validated (``MCLIRConfig.spn``, as :class:`~mclir_basicsr.models.ModelContrastiveModel`
+    passes it)."""
 
     def __init__(self, config=None, **options):
         super().__init__()
-        cfg = config if config is not None else loss_section('spn_opt', dict(options, type='SPNLoss'))
+        cfg = config if config is not None else SPNOptions.parse(dict(options, type='SPNLoss'))
         self.cfg = cfg
-        self.loss_weight, self.mode, self.criterion = cfg['loss_weight'], cfg['mode'], cfg['criterion']
-        self.max_distance = cfg['max_distance']
+        self.loss_weight, self.mode, self.criterion = cfg.loss_weight, cfg.mode, cfg.criterion
+        self.max_distance = cfg.max_distance
         self.init_features(cfg, ('SPNLoss', 'train.spn_opt'))
 
     def distances(self, out_feats, ref_feats):

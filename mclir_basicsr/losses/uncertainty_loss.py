@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mclir_basicsr.losses.criteria import pointwise
-from mclir_basicsr.options import loss_section
+from mclir_basicsr.options import UncertaintyOptions
 from mclir_basicsr.registration import component
 
 
@@ -47,10 +47,9 @@ class UncertaintyWeightedLoss(nn.Module):
 
     def __init__(self, config=None, **options):
         super().__init__()
-        opt = config if config is not None else loss_section('uncertainty_opt',
-                                                             dict(options, type='UncertaintyWeightedLoss'))
-        self.loss_weight, self.criterion = opt['loss_weight'], opt['criterion']
-        self.floor, self.cap, self.save_map = opt['floor'], opt['cap'], opt['save_map']
+        opt = config if config is not None else UncertaintyOptions.parse(dict(options, type='UncertaintyWeightedLoss'))
+        self.loss_weight, self.criterion = opt.loss_weight, opt.criterion
+        self.floor, self.cap, self.save_map = opt.floor, opt.cap, opt.save_map
 
     def weights(self, out, negs, samples=None):
         """Per-pixel weights (B, 1, H, W). ``samples``: the indices of the samples ``negs`` belong to when only some

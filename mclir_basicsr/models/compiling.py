@@ -68,10 +68,11 @@ def _reason(error):
 
 def compile_network(net, options):
     """A :class:`CompiledOrEager` of the bare network's class forward (called with the network as first
-    argument), or None when ``options`` is None (compile off)."""
+    argument) with the run's :class:`~mclir_basicsr.options.Compile` ``options``, or None when they are None
+    (compile off)."""
     if options is None:
         return None
-    return CompiledOrEager(type(net).forward, f'network_g ({type(net).__name__})', **options)
+    return CompiledOrEager(type(net).forward, f'network_g ({type(net).__name__})', options.mode, options.backend)
 
 
 @contextlib.contextmanager
@@ -92,4 +93,5 @@ def compile_negatives(pool, net, options):
     """The negatives' forward compiled once for the architecture (:meth:`mclir_basicsr.history.NegativePool.
     use_forward`); nothing when compile is off."""
     if options is not None and pool is not None:
-        pool.use_forward(CompiledOrEager(type(net).forward, f'the negatives ({type(net).__name__})', **options))
+        pool.use_forward(CompiledOrEager(type(net).forward, f'the negatives ({type(net).__name__})', options.mode,
+                                       options.backend))

@@ -39,7 +39,7 @@ from mclir_basicsr.models.guards import (  # noqa: F401  (the errors: part of th
 )
 from mclir_basicsr.models.optim import TorchOptimMixin
 from mclir_basicsr.models.precision import StepPrecision
-from mclir_basicsr.options import describe_refresh, dtype_or_none, parse_mclir_options
+from mclir_basicsr.options import dtype_or_none, parse_mclir_options
 from mclir_basicsr.preflight.optim import check_optim
 from mclir_basicsr.registration import component
 from mclir_basicsr.runs.resume import ExactResumeMixin
@@ -138,12 +138,13 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
         if cfg.accumulate > 1 or cfg.compile:
             get_root_logger().info(
                 f'MCLIR: {cfg.accumulate} micro-batch(es) of {self.opt["datasets"]["train"]["batch_size_per_gpu"]} per '
-                f'optimiser step; torch.compile: {cfg.compile or "off"} (docs/accumulate_and_compile.md)')
+                f'optimiser step; torch.compile: {cfg.compile.model_dump() if cfg.compile else "off"} '
+                '(docs/accumulate_and_compile.md)')
         self.events = RefreshEvents(self.opt)
         check_output_scale(self.get_bare_model(self.net_g), self.opt, self.device)
         if cfg.cr is not None:
             get_root_logger().info(f'MCLIR: CR term (gt positive, degraded input negative), feature='
-                                   f'{cfg.cr["feature"]}, loss_weight={cfg.cr["loss_weight"]}')
+                                   f'{cfg.cr.feature}, loss_weight={cfg.cr.loss_weight}')
         if not (cfg.spn_on or cfg.cr or cfg.uncertainty):
             get_root_logger().info(f'MCLIR: SPN is off (no train.spn_opt): training as SRModel'
                                    f'{", amp " + cfg.amp if cfg.amp else ""}.')
@@ -171,20 +172,20 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
     def _build_negatives(self):
         neg = self.mclir.negatives
         schedule = None
-        if neg['refresh'] == 'adaptive':
-            schedule = AdaptiveRefresh(len(neg['update_every']), neg['adaptive_threshold'], neg['adaptive_decay'],
-                                       neg['adaptive_min_gap'], neg['adaptive_statistic'])
+        if neg.refresh == 'adaptive':
+            schedule = AdaptiveRefresh(len(neg.update_every), neg.adaptive_threshold, neg.adaptive_decay,
+                                       neg.adaptive_min_gap, neg.adaptive_statistic)
         pool = NegativePool(
-            self.get_bare_model(self.net_g), neg['update_every'], neg['decay'], neg['init_decay'],
-            make_fresh=lambda: build_network(self.opt['network_g']), dtype=getattr(torch, neg['dtype']),
-            autocast=dtype_or_none(neg['autocast']), channels_last=neg['channels_last'], schedule=schedule,
-            split_batch=neg['split_batch'], samples_per_step=neg['samples_per_step'])
+            self.get_bare_model(self.net_g), neg.update_every, neg.decay, neg.init_decay,
+            make_fresh=lambda: build_network(self.opt['network_g']), dtype=getattr(torch, neg.dtype),
+            autocast=dtype_or_none(neg.autocast), channels_last=neg.channels_last, schedule=schedule,
+            split_batch=neg.split_batch, samples_per_step=neg.samples_per_step)
         pool.broadcast(src=0)  # DDP synced net_g; the fresh initial blends differ per rank
         spn = self.mclir.spn
         get_root_logger().info(
-            f'MCLIR: {len(pool)} negative model(s), {describe_refresh(neg)}, init_decay={neg["init_decay"]}, '
-            f'split_batch={neg["split_batch"]}, samples_per_step={neg["samples_per_step"]}; SPN: '
-            + (f'feature={spn["feature"]}, mode={spn["mode"]}, loss_weight={spn["loss_weight"]}' if spn else 'off')
+            f'MCLIR: {len(pool)} negative model(s), {neg.describe_refresh()}, init_decay={neg.init_decay}, '
+            f'split_batch={neg.split_batch}, samples_per_step={neg.samples_per_step}; SPN: '
+            + (f'feature={spn.feature}, mode={spn.mode}, loss_weight={spn.loss_weight}' if spn else 'off')
             + f'; uncertainty loss: {"on" if self.cri_uncertainty else "off"}; amp={self.mclir.amp}')
         return pool
 

@@ -44,8 +44,8 @@ def check_run(opt, is_train):
         cfg = parse_mclir_options(opt)
         check_optim(opt['train'])
         for section, owner in ((cfg.spn, ('SPNLoss', 'train.spn_opt')), (cfg.cr, ('CRLoss', 'train.cr_opt'))):
-            if section is not None and section['feature'] != 'pixel' and not section['download']:
-                find_weights(section['feature'], section['pretrained'], owner=owner)
+            if section is not None and section.feature != 'pixel' and not section.download:
+                find_weights(section.feature, section.pretrained, owner=owner)
     check_paths(opt)
     check_outputs(opt)
     check_pairs(opt)

@@ -168,7 +168,7 @@ def check_losses(train):
     """Every ``train.<name>_opt`` but the add-on's: null, or a LOSS_REGISTRY type and arguments its constructor
     takes (BasicSR's ``build_loss``). The official fork's subtracted ``perceptual_opt`` is the add-on's SPN term,
     checked with it."""
-    from mclir_basicsr.official_options import OFFICIAL_NEGATIVE_KEYS
+    from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS
     official = any(k in train for k in OFFICIAL_NEGATIVE_KEYS)
     for key, section in train.items():
         key = str(key)
