@@ -104,7 +104,7 @@ setup(
         # mclir-demo and mclir-compare: the plots (matplotlib) and the demo's photos (scikit-image); without them
         # they stop with one line naming this extra (mclir_basicsr.compare.plots.require_demo_extra)
         'demo': ['matplotlib', 'scikit-image'],
-        'test': ['pytest', 'hypothesis', 'ruff', 'h5py', 'matplotlib', 'scikit-image'],
+        'test': ['pytest', 'hypothesis', 'ruff', 'h5py', 'matplotlib', 'scikit-image', 'jsonschema'],
     },
     entry_points={'console_scripts': [
         'mclir-train=mclir_basicsr.train:main',

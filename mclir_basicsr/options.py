@@ -104,8 +104,14 @@ LayerWeights = Annotated[dict[str, NonNegativeFloat], Field(min_length=1), _expe
 Autocast = one_of('bfloat16', 'float16', optional=True)
 
 
+def _list_or_one(schema):
+    """JSON schema: a list of entries, or one entry standing for every negative."""
+    array = {k: schema.pop(k) for k in ('type', 'items', 'minItems') if k in schema}
+    schema['anyOf'] = [array, array['items']]
+
+
 def per_negative(item, what):
-    return Annotated[list[item], Field(min_length=1), _expect(
+    return Annotated[list[item], Field(min_length=1, json_schema_extra=_list_or_one), _expect(
         'a non-empty list (one entry per negative model)', f'{what}: a list, one per negative, or one for all'),
         WrapValidator(_one_for_all)]
 
@@ -517,6 +523,20 @@ def markdown_table():
     return '\n'.join(rows) + '\n'
 
 
+def json_schema():
+    """A JSON schema of the keys the add-on reads, for editors that check YAML as it is typed (e.g. VS Code's YAML
+    extension with ``# yaml-language-server: $schema=...``). Only ``train`` is described, and it stays open: the
+    rest of an option file, and of ``train``, is BasicSR's, which has no schema of its own."""
+    train = TrainKeys.model_json_schema()
+    train['additionalProperties'] = True
+    for key, model in (('negatives', Negatives), ('spn_opt', SPNOptions), ('cr_opt', CROptions),
+                       ('uncertainty_opt', UncertaintyOptions)):
+        train['properties'][key] = {'anyOf': [model.model_json_schema(), {'type': 'null'}]}
+    return {'$schema': 'https://json-schema.org/draft/2020-12/schema', 'title': 'mclir-basicsr option file',
+            'description': 'The keys mclir-basicsr reads (docs/options.md); everything else is BasicSR\'s.',
+            'type': 'object', 'properties': {'train': train}}
+
+
 BEGIN, END = '<!-- options:begin -->', '<!-- options:end -->'
 
 
@@ -531,14 +551,20 @@ def write_reference(path):
 
 
 def main(argv: Optional[list] = None):
-    """``python -m mclir_basicsr.options``: print the option table; ``--write docs/options.md``: update that page."""
+    """``python -m mclir_basicsr.options``: print the option table; ``--write docs/options.md``: update that page;
+    ``--json-schema docs/options.schema.json``: the JSON schema for editors."""
     import argparse
     parser = argparse.ArgumentParser(prog='python -m mclir_basicsr.options', description=main.__doc__)
     parser.add_argument('--write', metavar='PAGE', help='rewrite the table between the markers of PAGE')
+    parser.add_argument('--json-schema', metavar='FILE', help='write the JSON schema of the add-on\'s keys to FILE')
     args = parser.parse_args(argv)
+    if args.json_schema:
+        import json
+        with open(args.json_schema, 'w', encoding='utf-8') as f:
+            f.write(json.dumps(json_schema(), indent=1) + '\n')
     if args.write:
         write_reference(args.write)
-    else:
+    elif not args.json_schema:
         print(markdown_table(), end='')
 
 
