@@ -27,6 +27,16 @@ WHEELS = (
           'not on the image; basicsr imports it for LMDB datasets (io_backend: lmdb, basicsr/utils/file_client.py) '
           'and in basicsr/utils/lmdb_util.py, the add-on\'s setup.py requires it; a C extension: the cp312 '
           'manylinux wheel'),
+    Wheel('pydantic', '2.14.4', False,
+          'not on the image; the add-on\'s option schema (mclir_basicsr/options.py), required by its setup.py; '
+          'pure Python'),
+    Wheel('pydantic-core', '2.50.5', False,
+          'pydantic\'s validator, pinned by it (==2.50.5); a Rust extension: the cp312 manylinux wheel'),
+    Wheel('annotated-types', '0.8.0', False, 'required by pydantic; pure Python'),
+    Wheel('typing-inspection', '0.4.5', False, 'required by pydantic (>=0.4.4); pure Python'),
+    Wheel('typing-extensions', '4.16.0', False,
+          'pydantic and pydantic-core require >=4.16.0, newer than torch needs, so the image\'s may be older; '
+          'carried on the path ahead of it (a compatible superset)'),
 )
 
 # Declared by basicsr 1.4.2 (or the add-on) but not carried: the image has the module under another
