@@ -11,7 +11,10 @@ tested in ``tests/test_compat.py``, and steps aside where upstream works:
        missing, and only when something imports it (no torch import at start-up).
  W2    ``--launcher pytorch`` calls ``torch.cuda.set_device`` unconditionally and defaults to
        nccl: on CPU use gloo (``dist_params.backend`` in the YAML overrides), pin the GPU
-       from ``LOCAL_RANK`` (correct on multi-node).
+       from ``LOCAL_RANK`` (correct on multi-node). BasicSR never destroys the process group;
+       a gloo group left to interpreter shutdown can abort a rank that finished cleanly
+       ("terminate called without an active exception"), so a gloo group made here is
+       destroyed at exit, while the interpreter is still whole.
  W3    ``python -m torch.distributed.launch`` passes ``--local-rank=N``, which BasicSR's
        argument parser rejects; it is rewritten to ``--local_rank`` (untouched otherwise).
  W4    ``load_resume_state`` maps every storage to CUDA and looks for auto-resume states
@@ -122,6 +125,15 @@ def init_dist(launcher, backend=None, file_params=None, **kwargs):
             dist.init_process_group(backend=backend)
     else:
         raise ValueError(f'Invalid launcher type: {launcher}')
+    if backend == 'gloo':  # local to each rank, unlike nccl's shutdown, so safe after an error too
+        import atexit
+        atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group():
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------- W3 (and W2's dist_params)

@@ -45,6 +45,19 @@ def test_w2_launcher_initialises_gloo_on_cpu(tmp_path):
     assert run([PY, '-c', code], cwd=tmp_path, env=env).stdout.split() == ['gloo', '1']
 
 
+def test_w2_gloo_group_is_destroyed_at_exit(tmp_path):
+    """BasicSR's pipeline never destroys the group; the add-on's gloo group is gone before the interpreter tears
+    down (an exit handler registered before init_dist runs after the add-on's, and sees no group)."""
+    code = ('import atexit, mclir_basicsr.compat as c, torch.distributed as d\n'
+            "atexit.register(lambda: print('at exit, initialised:', d.is_initialized()))\n"
+            "c.init_dist('pytorch')\n"
+            "print('trained, initialised:', d.is_initialized())\n")
+    env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
+           'MASTER_PORT': str(free_port()), 'CUDA_VISIBLE_DEVICES': ''}
+    out = run([PY, '-c', code], cwd=tmp_path, env=env).stdout
+    assert 'trained, initialised: True' in out and 'at exit, initialised: False' in out
+
+
 def test_w2_slurm_launcher_on_cpu(tmp_path):
     code = ('import mclir_basicsr.compat as c, torch.distributed as d\n'
             f"c.init_dist('slurm', port={free_port()})\n"
