@@ -86,3 +86,28 @@ def test_unequal_time_is_flagged_and_the_runs_load_named():
     uneven = ev.report({'split': [chunk([0, 1, 2], [0.1, 0.0, 0.05], [-1.0, -1.1, -0.9], [0.02, -0.131, 0.06], 0.9),
                                   chunk([3, 4, 5], [0.02, -0.01, 0.04], load=2.8)]}, {}, 'm')
     assert '-13.1%' in uneven and 'over 5% in seed(s) 1, 2' in uneven and 'load average 0.9-2.8' in uneven
+
+
+def test_seeds_3_to_5_at_equal_time_run_in_their_own_folder(tmp_path, monkeypatch):
+    """Main's second half runs at equal time in ARM_seeds3-5_eqtime; a report made before it has falls back to the
+    equal-iteration folder of those seeds."""
+    (tmp_path / 'out' / 'data' / 'val').mkdir(parents=True)
+    archive = tmp_path / 'archive'
+    ev.archive_summary(str(archive), 'scale', {'pretrained': 1.0, 'random': 0.1, 'ratio': 10.0,
+                                               'lambda_matched': 1e-4, 'random_file': 'r.pth'})
+    monkeypatch.setattr(ev, 'arms', lambda part, *a: {'official': ({}, {}, range(6), True)} if part == 'main' else {})
+    calls = []
+
+    def run_arm(out, folder, base, method, seeds, eq, jobs, report_only=False, archive=None):
+        calls.append((folder, list(seeds), eq))
+        if report_only and folder.endswith('_eqtime'):
+            return None
+        return chunk(list(seeds), [0.01] * 3, [-1.0] * 3 if eq else None)
+
+    monkeypatch.setattr(ev, 'run_arm', run_arm)
+    argv = ['--vgg', 'v.pth', '--out', str(tmp_path / 'out'), '--parts', 'main', '--archive', str(archive)]
+    ev.main(argv)
+    assert calls == [('official', [0, 1, 2], True), ('official_seeds3-5_eqtime', [3, 4, 5], True)]
+    calls.clear()
+    ev.main(argv + ['--report-only'])
+    assert calls[1:] == [('official_seeds3-5_eqtime', [3, 4, 5], True), ('official_seeds3-5', [3, 4, 5], True)]

@@ -23,7 +23,8 @@ so an interrupted run continues where it stopped. Parts, in the order they run:
 * ``sweep_high``: 10 x the paper's 0.001 (300 lambda_matched), equal iterations.
 
 Seeds run in two chunks (the tables merge them): seeds 0-2 of every part, main's 3-5, sweep_high's 0-2, then 3-5
-of the rest, so that each question gets a first answer early. Equal time runs on seeds 0-2 only.
+of the rest, so that each question gets a first answer early. Equal time (main) on seeds 3-5 runs in a
+folder of its own (``ARM_seeds3-5_eqtime``); until it has, the tables give equal time over seeds 0-2.
 
 ``--report FILE`` writes the tables of every finished arm (after each arm) between the markers of FILE;
 ``--report-only`` runs nothing. Each finished arm's summary (per-seed PSNR, times; no checkpoints) is also kept in
@@ -309,9 +310,14 @@ def main(argv=None):
             chunk_seeds = list(seeds)[3 * chunk:3 * chunk + 3]
             if not chunk_seeds:
                 continue
-            eq = eq and chunk == 0  # equal time on seeds 0-2 only: its verdict needs fewer seeds (see the report)
             folder = arm if chunk == 0 else f'{arm}_seeds{chunk_seeds[0]}-{chunk_seeds[-1]}'
-            summary = run_arm(out, folder, base, method, chunk_seeds, eq, args.jobs, args.report_only, args.archive)
+            summary = None
+            if eq and chunk:  # seeds 3-5 at equal time have a folder of their own, beside the equal-iteration one
+                summary = run_arm(out, f'{folder}_eqtime', base, method, chunk_seeds, True, args.jobs,
+                                  args.report_only, args.archive)
+            if summary is None:
+                summary = run_arm(out, folder, base, method, chunk_seeds, eq, args.jobs, args.report_only,
+                                  args.archive)
             if summary is None:
                 continue
             results.setdefault(arm, []).append(summary)
