@@ -3,14 +3,15 @@
 :func:`parse_mclir_options` validates the ``train`` section of a BasicSR option dict and returns a typed
 :class:`MCLIRConfig`. Errors are :class:`MCLIROptionError` and name the option path (``train.negatives.decay[1]``)
 and what is accepted. The option reference (docs/options.md) is generated from these models
-(``python -m mclir_basicsr.options``) and a test keeps the two equal.
+(:mod:`mclir_basicsr.option_reference`) and a test keeps the two equal.
 """
-from typing import Annotated, ClassVar, Literal, Optional, Union
+import json
+from typing import Annotated, ClassVar, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
 from pydantic_core import PydanticCustomError
 
-from mclir_basicsr.validate import MCLIROptionError, did_you_mean, fail, is_number  # noqa: F401  (API)
+from mclir_basicsr.validate import MCLIROptionError, did_you_mean, fail, is_number, string_hint  # noqa: F401  (API)
 
 VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed here to stay torch-free
     'vgg16': ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1', 'conv2_1', 'relu2_1', 'conv2_2', 'relu2_2',
@@ -51,16 +52,17 @@ def invalid(message, at=None):
     return PydanticCustomError('mclir', '{message}', {'message': message, 'at': at})
 
 
-def _expect(what, accepted=None):
+def expect(what, accepted=None, hint=False):
     """Whatever pydantic finds wrong with a value of this type is one message: 'expected <what>, got <value>'. An
-    error of ours from inside (an entry of a list) passes through with its own path. ``accepted``: the docs' words."""
+    error of ours from inside (an entry of a list) passes through with its own path. ``accepted``: the docs' words;
+    ``hint``: say how to write a number that YAML read as a string (``2e-4``)."""
     def wrap(value, handler):
         try:
             return handler(value)
         except ValidationError as e:
-            if e.errors()[0]['type'] == 'mclir':
+            if e.errors()[0]['type'] in ('mclir', 'extra_forbidden', 'missing'):  # said with its own path
                 raise
-            raise invalid(f'expected {what}, got {value!r}') from None
+            raise invalid(f'expected {what}, got {value!r}{string_hint(value) if hint else ""}') from None
     wrap.accepted = accepted or what
     return WrapValidator(wrap)
 
@@ -90,16 +92,16 @@ def _one_for_all(value, handler):
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Boolean = Annotated[bool, _expect('true or false')]
-PositiveInt = Annotated[int, Field(ge=1), _expect('a positive integer')]
-OptionalPositiveInt = Annotated[Optional[Annotated[int, Field(ge=1)]], _expect('null or a positive integer')]
-UnitFloat = Annotated[float, Field(ge=0, le=1), _expect('a number in [0, 1]')]
-NonNegativeFloat = Annotated[Finite, Field(ge=0), _expect('a finite number >= 0')]
-OptionalPositiveFloat = Annotated[Optional[Annotated[Finite, Field(gt=0)]], _expect('null or a finite number > 0')]
-OptionalPath = Annotated[Optional[Annotated[str, Field(min_length=1)]], _expect('null or a file path')]
-OptionalName = Annotated[Optional[Annotated[str, Field(min_length=1)]], _expect('null or a name')]
-BooleanOrAuto = Annotated[Union[bool, Literal['auto']], _expect('true, false or auto')]
-LayerWeights = Annotated[dict[str, NonNegativeFloat], Field(min_length=1), _expect(
+Boolean = Annotated[bool, expect('true or false')]
+PositiveInt = Annotated[int, Field(ge=1), expect('a positive integer')]
+OptionalPositiveInt = Annotated[Optional[Annotated[int, Field(ge=1)]], expect('null or a positive integer')]
+UnitFloat = Annotated[float, Field(ge=0, le=1), expect('a number in [0, 1]')]
+NonNegativeFloat = Annotated[Finite, Field(ge=0), expect('a finite number >= 0')]
+OptionalPositiveFloat = Annotated[Optional[Annotated[Finite, Field(gt=0)]], expect('null or a finite number > 0')]
+OptionalPath = Annotated[Optional[Annotated[str, Field(min_length=1)]], expect('null or a file path')]
+OptionalName = Annotated[Optional[Annotated[str, Field(min_length=1)]], expect('null or a name')]
+BooleanOrAuto = Annotated[Union[bool, Literal['auto']], expect('true, false or auto')]
+LayerWeights = Annotated[dict[str, NonNegativeFloat], Field(min_length=1), expect(
     'a mapping of VGG layer name to weight, e.g. {relu1_2: 0.2, relu2_2: 0.3}', 'VGG layer name: weight (>= 0)')]
 Autocast = one_of('bfloat16', 'float16', optional=True)
 
@@ -111,7 +113,7 @@ def _list_or_one(schema):
 
 
 def per_negative(item, what):
-    return Annotated[list[item], Field(min_length=1, json_schema_extra=_list_or_one), _expect(
+    return Annotated[list[item], Field(min_length=1, json_schema_extra=_list_or_one), expect(
         'a non-empty list (one entry per negative model)', f'{what}: a list, one per negative, or one for all'),
         WrapValidator(_one_for_all)]
 
@@ -122,17 +124,19 @@ class Section(BaseModel):
     range are errors; YAML's integers are accepted where numbers are meant."""
     model_config = ConfigDict(extra='forbid', strict=True)
     path: ClassVar[str] = ''  # its place in the option file, which error messages start with
+    missing: ClassVar[str] = 'required'  # what a missing key is called: 'required (<its description>)'
 
     @classmethod
-    def parse(cls, given, path=None):
-        """``given`` (a mapping; null: all defaults) validated, or :class:`MCLIROptionError` for its first error."""
+    def parse(cls, given, path=None, context=None):
+        """``given`` (a mapping; null: all defaults) validated, or :class:`MCLIROptionError` for its first error.
+        ``context``: what the section's validators need to know about the run."""
         path = path or cls.path
         if given is None:
             given = {}
         if not isinstance(given, dict):
             fail(path, 'a mapping', given)
         try:
-            return cls.model_validate(given)
+            return cls.model_validate(given, context=context)
         except ValidationError as e:
             raise MCLIROptionError(cls._one_line(e, path)) from None
 
@@ -142,12 +146,16 @@ class Section(BaseModel):
         loc = ''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in err['loc'])
         at = (err.get('ctx') or {}).get('at')
         where = f'{path}{loc}' + (f'.{at}' if at else '')
+        if err['type'] not in ('extra_forbidden', 'missing'):
+            return f'{where}: {err["msg"]}'
+        owner = cls
+        for key in err['loc'][:-1]:  # the section the key belongs to (a nested one: logger.wandb)
+            owner = next(t for t in get_args(owner.model_fields[key].annotation) or
+                         (owner.model_fields[key].annotation,) if isinstance(t, type) and issubclass(t, BaseModel))
+        known = list(owner.model_fields)
         if err['type'] == 'extra_forbidden':
-            known = list(cls.model_fields)
             return f'{where}: unknown option{did_you_mean(err["loc"][-1], known)}; known: {", ".join(known)}'
-        if err['type'] == 'missing':
-            return f'{where}: required ({cls.model_fields[err["loc"][-1]].description})'
-        return f'{where}: {err["msg"]}'
+        return f'{where}: {owner.missing} ({owner.model_fields[err["loc"][-1]].description})'
 
 
 class Negatives(Section):
@@ -440,8 +448,30 @@ def _optional(model, train, key):
     return None if train.get(key) is None else model.parse(train[key])
 
 
+_PARSED = {}  # what parse_mclir_options read (as JSON) -> its MCLIRConfig
+
+
 def parse_mclir_options(opt):
-    """Validate the MCLIR part of a BasicSR option dict; return the typed config."""
+    """Validate the MCLIR part of a BasicSR option dict; return the typed config (a copy of its own).
+
+    A run asks for it more than once (the start-up check, the model, the comparison tool's descriptions), each
+    time with a copy of the option dict (BasicSR's ``build_model`` deep-copies it), so the result is kept by the
+    content of what it was parsed from: an option file is validated once per process."""
+    datasets = opt.get('datasets') if isinstance(opt, dict) else None
+    read = [opt.get(k) for k in ('train', 'use_compile', 'compile_mode')] if isinstance(opt, dict) else [opt]
+    read.append(((datasets or {}).get('train') or {}) if isinstance(datasets, dict) else datasets)
+    try:
+        key = json.dumps(read, sort_keys=True)
+    except (TypeError, ValueError):  # not JSON (a non-string key, an object): parse it every time
+        return _parse(opt)
+    if key not in _PARSED:
+        if len(_PARSED) > 64:
+            _PARSED.clear()
+        _PARSED[key] = _parse(opt)
+    return _PARSED[key].model_copy(deep=True)
+
+
+def _parse(opt):
     if not isinstance(opt, dict):
         fail('<options>', 'a mapping', opt)
     train = opt.get('train')
@@ -495,78 +525,3 @@ def compile_options(opt):
         return None
     return Compile(mode=_alias(opt, 'compile_mode', 'compile_mode', opt.get('compile_mode')),
                    backend=_alias(opt, 'compile_backend', 'compile_backend', None))
-
-
-# --------------------------------------------------------------------------- documentation
-def _fmt(v):
-    if v is None:
-        return 'null'
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, dict):
-        return '{' + ', '.join(f'{k}: {w}' for k, w in v.items()) + '}'
-    return str(v)
-
-
-def _accepted(field):
-    return next(m.func.accepted for m in reversed(field.metadata) if hasattr(getattr(m, 'func', None), 'accepted'))
-
-
-def markdown_table():
-    rows = ['| option | default | accepted | meaning |', '| --- | --- | --- | --- |']
-    for path, model in SECTIONS.items():
-        for key, field in model.model_fields.items():
-            default = 'required' if field.is_required() else _fmt(field.default)
-            rows.append(f'| `{path}.{key}` | `{default}` | {_accepted(field)} | {field.description} |')
-    for old, new in OFFICIAL.items():
-        rows.append(f'| `train.{old}` | | official fork key | read as `{new}` |')
-    return '\n'.join(rows) + '\n'
-
-
-def json_schema():
-    """A JSON schema of the keys the add-on reads, for editors that check YAML as it is typed (e.g. VS Code's YAML
-    extension with ``# yaml-language-server: $schema=...``). Only ``train`` is described, and it stays open: the
-    rest of an option file, and of ``train``, is BasicSR's, which has no schema of its own."""
-    train = TrainKeys.model_json_schema()
-    train['additionalProperties'] = True
-    for key, model in (('negatives', Negatives), ('spn_opt', SPNOptions), ('cr_opt', CROptions),
-                       ('uncertainty_opt', UncertaintyOptions)):
-        train['properties'][key] = {'anyOf': [model.model_json_schema(), {'type': 'null'}]}
-    return {'$schema': 'https://json-schema.org/draft/2020-12/schema', 'title': 'mclir-basicsr option file',
-            'description': 'The keys mclir-basicsr reads (docs/options.md); everything else is BasicSR\'s.',
-            'type': 'object', 'properties': {'train': train}}
-
-
-BEGIN, END = '<!-- options:begin -->', '<!-- options:end -->'
-
-
-def write_reference(path):
-    """Replace the table between the markers of the option reference page ``path`` with :func:`markdown_table`."""
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(f'{head}{BEGIN}\n{markdown_table()}{END}{tail}')
-
-
-def main(argv: Optional[list] = None):
-    """``python -m mclir_basicsr.options``: print the option table; ``--write docs/options.md``: update that page;
-    ``--json-schema docs/options.schema.json``: the JSON schema for editors."""
-    import argparse
-    parser = argparse.ArgumentParser(prog='python -m mclir_basicsr.options', description=main.__doc__)
-    parser.add_argument('--write', metavar='PAGE', help='rewrite the table between the markers of PAGE')
-    parser.add_argument('--json-schema', metavar='FILE', help='write the JSON schema of the add-on\'s keys to FILE')
-    args = parser.parse_args(argv)
-    if args.json_schema:
-        import json
-        with open(args.json_schema, 'w', encoding='utf-8') as f:
-            f.write(json.dumps(json_schema(), indent=1) + '\n')
-    if args.write:
-        write_reference(args.write)
-    elif not args.json_schema:
-        print(markdown_table(), end='')
-
-
-if __name__ == '__main__':
-    main()

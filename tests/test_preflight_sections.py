@@ -593,3 +593,63 @@ def test_accepted_losses_val_logger():
           dict(base(), network_d={'type': 'VGGStyleDiscriminator', 'num_in_ch': 3, 'num_feat': 8})]
     for opt in ok:
         check_sections(parsed(opt), True)
+
+
+# --------------------------------------------------------------------------- train loop keys, path, dist_params
+@pytest.mark.parametrize('opt,message', [
+    (_train(ema_decay=1.0), r'^train\.ema_decay: expected a number in \[0, 1\) \(0: no EMA\), got 1\.0$'),
+    (_train(ema_decay='0.999'), r"^train\.ema_decay: expected .*, got '0\.999' \(a string: write it without quotes\)$"),
+    (_train(warmup_iter=-2), r'^train\.warmup_iter: expected an integer >= -1 \(-1: no warm-up\), got -2$'),
+    (_train(warmup_iter='5e3'), r"^train\.warmup_iter: expected .*got '5e3' \(YAML reads 5e3 as a string: "
+                                r"write 5000\)$"),
+    (_logger(save_checkpoint_frq=5000), r"^logger\.save_checkpoint_frq: unknown option \(did you mean "
+                                        r"'save_checkpoint_freq'\?\); known: print_freq, save_checkpoint_freq, "),
+    (_logger(wandb={'projet': 'p'}), r"^logger\.wandb\.projet: unknown option \(did you mean 'project'\?\); "
+                                     r"known: project, resume_id$"),
+    (_logger(wandb=['p']), r"^logger\.wandb: expected a mapping, e\.g\. \{project: \.\.\., resume_id: ~\}, "
+                           r"got \['p'\]$"),
+    (_val(save_imgs=True), r"^val\.save_imgs: unknown option \(did you mean 'save_img'\?\)"),
+    (dict(base(), path={'pretrain_netwrok_g': 'net.pth'}), r"^path\.pretrain_netwrok_g: unknown option \(did you mean "
+                                                            r"'pretrain_network_g'\?\)"),
+    (dict(base(), path={'strict_load_g': 'yes'}), r"^path\.strict_load_g: expected true or false, got 'yes'$"),
+    (dict(base(), path={'pretrain_network_g': 3}), r'^path\.pretrain_network_g: expected null or a string, got 3$'),
+    (dict(base(), path=['x']), r"^path: expected a mapping, got \['x'\]$"),
+    (dict(base(), dist_params={'backend': 'ncll', 'port': 29500}), r"^dist_params\.backend: expected one of nccl, "
+                                                                   r"gloo, mpi; got 'ncll' \(did you mean 'nccl'\?\)$"),
+    (dict(base(), dist_params={'backend': 'nccl', 'port': 70000}), r'^dist_params\.port: expected a port number'),
+    (dict(base(), dist_params={'prot': 29500}), r"^dist_params\.prot: unknown option \(did you mean 'port'\?\)"),
+    (_train_set(pin_memory='yes'), r"^datasets\.train\.pin_memory: expected true or false, got 'yes'$"),
+])
+def test_bad_train_loop_path_dist(opt, message):
+    assert re.search(message, rejected(opt)), rejected(opt)
+
+
+def test_accepted_train_loop_path_dist():
+    ok = [_train(ema_decay=0.999, warmup_iter=-1), _train(warmup_iter=5000.0, ema_decay=0),
+          dict(base(), path={'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                             'param_key_g': 'params_ema'}),
+          dict(base(), dist_params={'backend': 'nccl', 'port': 29500}), _logger(save_checkpoint_freq=5000.0)]
+    for opt in ok:
+        check_sections(parsed(opt), True)
+
+
+def test_mclir_options_are_validated_once_per_content(monkeypatch):
+    """The start-up check, the model and the comparison tool each parse a copy of the option dict: the first
+    validates, the others get a copy of its result, which they may change without touching each other's."""
+    from mclir_basicsr import options
+    calls = []
+    parse = options._parse
+    monkeypatch.setattr(options, '_parse', lambda opt: calls.append(1) or parse(opt))
+    monkeypatch.setattr(options, '_PARSED', {})
+    opt = base()
+    first = options.parse_mclir_options(copy.deepcopy(opt))
+    first.spn.loss_weight = 5.0
+    second = options.parse_mclir_options(copy.deepcopy(opt))
+    assert len(calls) == 1 and second.spn.loss_weight == SPN['loss_weight'] != 5.0
+    opt['train']['spn_opt']['loss_weight'] = 0.5
+    assert options.parse_mclir_options(opt).spn.loss_weight == 0.5 and len(calls) == 2
+    opt['train']['spn_opt']['loss_weight'] = -1
+    for _ in range(2):  # an error is not kept: it is raised each time
+        with pytest.raises(MCLIROptionError, match=r'^train\.spn_opt\.loss_weight: '):
+            options.parse_mclir_options(opt)
+    assert len(calls) == 4

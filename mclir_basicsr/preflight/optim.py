@@ -4,11 +4,14 @@ a misspelt type or argument, or a number YAML read as a string (``lr: 2e-4``) or
 error naming the option, before any network is built.
 """
 import inspect
+from typing import Annotated
 
 import torch
+from pydantic import BeforeValidator, ConfigDict, Field, create_model
 from torch.optim import lr_scheduler as torch_schedulers
 
-from mclir_basicsr.validate import MCLIROptionError, bounded_number, did_you_mean
+from mclir_basicsr.options import Finite, Section, expect
+from mclir_basicsr.validate import MCLIROptionError, did_you_mean
 
 BASICSR_SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
 ALIASES = {'TrueCosineAnnealingLR': 'CosineAnnealingLR'}  # the official fork's (and NAFNet's) name
@@ -61,46 +64,47 @@ def _typed_section(train, key):
     return section
 
 
+def _number(expected, **bounds):
+    return Annotated[Finite, Field(**bounds), expect(expected, hint=True)]
+
+
 # Bounds of the optimisers' numbers that torch checks only when the optimiser is built (after experiments/ exists).
-OPTIMIZER_BOUNDS = {
-    'lr': ('a number > 0', lambda v: v > 0),
-    'eps': ('a number >= 0', lambda v: v >= 0),
-    'weight_decay': ('a number >= 0', lambda v: v >= 0),
-    'momentum': ('a number >= 0', lambda v: v >= 0),
-    'dampening': ('a number >= 0', lambda v: v >= 0),
-    'alpha': ('a number >= 0', lambda v: v >= 0),
-    'lr_decay': ('a number >= 0', lambda v: v >= 0),
-    'rho': ('a number in [0, 1]', lambda v: 0 <= v <= 1),
-}
-BETA = ('a number in [0, 1)', lambda v: 0 <= v < 1)
-ANY_NUMBER = ('a number', lambda v: True)
+OPTIMIZER_BOUNDS = {'lr': _number('a number > 0', gt=0), 'rho': _number('a number in [0, 1]', ge=0, le=1)}
+OPTIMIZER_BOUNDS.update(dict.fromkeys(('eps', 'weight_decay', 'momentum', 'dampening', 'alpha', 'lr_decay'),
+                                      _number('a number >= 0', ge=0)))
+SCHEDULER_BOUNDS = {'eta_min': _number('a number >= 0', ge=0), 'gamma': _number('a number > 0', gt=0)}
+BETA, ANY_NUMBER = _number('a number in [0, 1)', ge=0, lt=1), _number('a number')
 
 
-def _is_numeric_default(default):
+def _is_numeric(default):
     return isinstance(default, (int, float)) and not isinstance(default, bool)
 
 
+def _listed(value):
+    return list(value) if isinstance(value, tuple) else value  # a tuple, as given from Python
+
+
+class _Numbers(Section):
+    model_config = ConfigDict(extra='ignore')  # the names were checked against the signature before
+
+
 def check_numbers(path, cls, given, bounds=None, pairs=False):
-    """The numbers of ``given`` (an optimiser's or scheduler's arguments): each argument whose default in
-    ``cls``'s signature is a number (or a tuple of numbers, such as ``betas``), and each named in ``bounds``,
-    must be a finite number within its bounds (a tuple: a list of numbers, of the default's length with
-    ``pairs``, as an optimiser's ``betas``; a scheduler's ``restart_weights`` has any length). A string YAML read
-    from a number (``lr: 2e-4``) is named with the ``!!float`` hint."""
-    bounds = bounds or {}
-    params = inspect.signature(cls.__init__).parameters
-    for key, value in given.items():
-        param = params.get(key)
-        default = param.default if param is not None else inspect.Parameter.empty
-        if isinstance(default, tuple) and default and all(_is_numeric_default(d) for d in default):
-            expected, ok = BETA if key == 'betas' else ANY_NUMBER
-            if not isinstance(value, (list, tuple)) or (pairs and len(value) != len(default)):
-                raise MCLIROptionError(f'{path}.{key}: expected a list of {len(default) if pairs else "some"} '
-                                       f'numbers, got {value!r}')
-            for i, item in enumerate(value):
-                bounded_number(f'{path}.{key}[{i}]', item, expected, ok)
-        elif key in bounds or _is_numeric_default(default):
-            expected, ok = bounds.get(key, ANY_NUMBER)
-            bounded_number(f'{path}.{key}', value, expected, ok)
+    """The numbers of ``given`` (an optimiser's or scheduler's arguments), as a model made from ``cls``'s signature:
+    each argument whose default is a number, or named in ``bounds``, must be a finite number within its bounds; one
+    whose default is a tuple of numbers (``betas``) a list of numbers, of the default's length with ``pairs`` (a
+    scheduler's ``restart_weights`` has any length). A string YAML read from a number (``lr: 2e-4``) is named with
+    the ``!!float`` hint."""
+    bounds, fields = bounds or {}, {}
+    for key, param in inspect.signature(cls.__init__).parameters.items():
+        default = param.default
+        if isinstance(default, tuple) and default and all(_is_numeric(d) for d in default):
+            size = Field(min_length=len(default), max_length=len(default)) if pairs else Field()
+            item = BETA if key == 'betas' else ANY_NUMBER
+            what = f'a list of {len(default) if pairs else "some"} numbers'
+            fields[key] = (Annotated[list[item], size, BeforeValidator(_listed), expect(what)], None)
+        elif key in bounds or _is_numeric(default):
+            fields[key] = (bounds.get(key, ANY_NUMBER), None)
+    create_model(f'{cls.__name__}Numbers', __base__=_Numbers, **fields).parse(given, path)
 
 
 def check_optimizer(train):
@@ -147,4 +151,4 @@ def check_scheduler(train):
         from basicsr.models import lr_scheduler as basicsr_schedulers  # BasicSR's own three
         cls = getattr(basicsr_schedulers, 'MultiStepRestartLR' if kind == 'MultiStepLR' else kind)
     check_numbers('train.scheduler', cls, {k: v for k, v in sched.items() if k != 'type'},
-                  {'eta_min': ('a number >= 0', lambda v: v >= 0), 'gamma': ('a number > 0', lambda v: v > 0)})
+                  SCHEDULER_BOUNDS)

@@ -1,39 +1,166 @@
-"""Checks of BasicSR's own sections of an add-on run's option file, when it is parsed.
+"""BasicSR's own sections of an add-on run's option file, checked when it is parsed.
 
 Each of these mistakes otherwise surfaces as a traceback from inside BasicSR or torch, most of them after
 ``experiments/`` was created: :func:`check_sections` finds them first, as one-line
 :class:`~mclir_basicsr.validate.MCLIROptionError` messages that start with the option path.
 
-* ``network_g``: a mapping whose ``type`` is in BasicSR's ARCH_REGISTRY, whose arguments bind to the arch's
-  constructor (:mod:`.arguments`: unknown and missing arguments, obviously wrong value types);
-* ``scale``: a positive integer (required when a paired dataset reads it);
-* every ``datasets.<phase>``: a mapping whose ``type`` is in DATASET_REGISTRY, ``io_backend.type`` one of
-  BasicSR's file backends, ``filename_tmpl`` a template with one ``{}``; in a training run only the phases
-  ``train`` and ``val*`` that BasicSR's ``train.py`` reads, ``train`` among them;
-* ``datasets.train`` of a training run: ``batch_size_per_gpu`` (positive integer), ``num_worker_per_gpu``
-  (integer >= 0), ``dataset_enlarge_ratio`` (positive number, optional), ``gt_size`` (positive integer; for
-  BasicSR's paired datasets required and a multiple of ``scale``, with ``use_hflip`` / ``use_rot``),
-  ``prefetch_mode`` (null, cpu, or cuda with ``pin_memory: true``);
-* ``train.total_iter``: a positive integer (an integer-valued float such as ``!!float 1e5`` too, which BasicSR's
-  ``int()`` keeps; not a string such as ``1e5``, which YAML reads as one).
+The static sections are pydantic models (strict, as the add-on's own in :mod:`mclir_basicsr.options`, whose
+one-line formatter they share): ``datasets.train``'s loader and crop keys, ``train``'s loop keys, ``val``,
+``logger`` (with ``wandb``), ``path`` and ``dist_params``; where a key is required depends on the run (training or
+test) and on the dataset class, which the models get as validation context. What names a registry entry
+(``network_g``, ``network_d``, the datasets, the losses in ``train.*_opt``, ``val.metrics``) is looked up in
+BasicSR's registries and its arguments bound to the signature of what it builds (:mod:`.arguments`).
 """
+from typing import Annotated, Any, Optional
+
+from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
+
+from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS, Boolean, Finite, PositiveInt, Section, expect, invalid, one_of
 from mclir_basicsr.preflight import registry
 from mclir_basicsr.preflight.arguments import check_arguments, signature
-from mclir_basicsr.validate import (
-    MCLIROptionError,
-    boolean,
-    did_you_mean,
-    fail,
-    mapping,
-    non_negative_int,
-    one_of,
-    positive_count,
-    positive_float,
-    positive_int,
-)
+from mclir_basicsr.validate import MCLIROptionError, did_you_mean, fail, mapping, whole_number
 
 NETWORK_EXAMPLE = '{type: EDSR, num_in_ch: 3, num_out_ch: 3, upscale: 2}'
 TRAIN_PHASES = ('train', 'val')  # the phases BasicSR's train.py builds (val, val_1, val_2, ...)
+
+
+def _as_int(value):
+    """An integer-valued float (YAML's ``!!float 5e3``) is the integer BasicSR's ``int()`` makes of it."""
+    return int(value) if isinstance(value, float) and whole_number(value) else value
+
+
+Count = Annotated[int, BeforeValidator(_as_int), Field(ge=1), expect('a positive integer', hint=True)]
+OptionalCount = Annotated[Optional[Annotated[int, BeforeValidator(_as_int), Field(ge=1)]],
+                          expect('a positive integer', hint=True)]
+OptionalPositiveInt = Annotated[Optional[Annotated[int, Field(ge=1)]], expect('a positive integer')]
+NonNegativeInt = Annotated[int, Field(ge=0), expect('an integer >= 0')]
+PositiveFloat = Annotated[Finite, Field(gt=0), expect('a finite number > 0')]
+OptionalBoolean = Annotated[Optional[bool], expect('true or false')]
+OptionalText = Annotated[Optional[str], expect('null or a string')]
+EVERY = 'BasicSR\'s train.py reads it: every how many iterations'
+
+
+class BasicSRSection(Section):
+    """One of BasicSR's sections: a key BasicSR needs is 'not set (<why>)'."""
+    missing = 'not set'
+
+
+class TrainSet(BasicSRSection):
+    """What BasicSR's training loop and loader read from ``datasets.train``; the other keys are the dataset's."""
+    model_config = {'extra': 'ignore'}
+    path = 'datasets.train'
+    batch_size_per_gpu: PositiveInt = Field(description='BasicSR reads it in training')
+    num_worker_per_gpu: NonNegativeInt = Field(description='BasicSR reads it in training')
+    dataset_enlarge_ratio: PositiveFloat = Field(1, description='Epochs are this many passes over the data.')
+    gt_size: OptionalPositiveInt = Field(None, description=(
+        'GT patch size; required (a multiple of `scale`) by the datasets that crop pairs (PairedImageDataset).'))
+    use_hflip: OptionalBoolean = Field(None, description='Random flips; required by the datasets that crop pairs.')
+    use_rot: OptionalBoolean = Field(None, description='Random rotations; required by the datasets that crop pairs.')
+    prefetch_mode: one_of('cpu', 'cuda', optional=True) = Field(None, description=(
+        'BasicSR\'s data prefetcher; `cuda` needs `pin_memory: true`.'))
+    pin_memory: Boolean = Field(False, description='The data loader\'s pin_memory.')
+
+    @model_validator(mode='after')
+    def _crops(self, info: ValidationInfo):
+        """Pairs cropped by BasicSR's ``paired_random_crop`` need gt_size (a multiple of scale) and the flips."""
+        kind, scale = info.context['crops'], info.context['scale']
+        if kind:
+            for key in ('gt_size', 'use_hflip', 'use_rot'):
+                if getattr(self, key) is None:
+                    why = f'{kind} crops training pairs of gt_size' if key == 'gt_size' else \
+                        f'{kind} reads it in training: true or false'
+                    raise invalid(f'not set ({why})', at=key)
+            if isinstance(scale, int) and self.gt_size % scale:
+                raise invalid(f'expected a multiple of scale {scale} (the LQ patch is gt_size // scale), got '
+                              f'{self.gt_size}', at='gt_size')
+        if self.prefetch_mode == 'cuda' and not self.pin_memory:
+            raise invalid('expected true with prefetch_mode: cuda (BasicSR\'s CUDAPrefetcher needs it), got '
+                          f'{self.pin_memory!r}', at='pin_memory')
+        return self
+
+
+class TrainLoop(BasicSRSection):
+    """The keys of ``train`` that BasicSR's loop and SRModel read (optim_g / scheduler: :mod:`.optim`)."""
+    model_config = {'extra': 'ignore'}  # the rest is the add-on's or a loss (*_opt); unread keys are warned about
+    path = 'train'
+    total_iter: Count = Field(description='expected a positive integer, the number of iterations')
+    warmup_iter: Annotated[int, BeforeValidator(_as_int), Field(ge=-1), expect(
+        'an integer >= -1 (-1: no warm-up)', hint=True)] = Field(-1, description='Linear learning-rate warm-up.')
+    ema_decay: Annotated[Finite, Field(ge=0, lt=1), expect('a number in [0, 1) (0: no EMA)', hint=True)] = Field(
+        0, description='EMA of network_g\'s weights (saved as `params_ema`).')
+
+
+class Wandb(BasicSRSection):
+    project: OptionalText = Field(None, description='The wandb project (null: no wandb).')
+    resume_id: OptionalText = Field(None, description='The wandb run to resume.')
+
+
+class Logger(BasicSRSection):
+    path = 'logger'
+    print_freq: Count = Field(description=EVERY)
+    save_checkpoint_freq: Count = Field(description=EVERY)
+    use_tb_logger: OptionalBoolean = Field(None, description='Log to tensorboard (tb_logger/<name>).')
+    wandb: Annotated[Optional[Wandb], expect('a mapping, e.g. {project: ..., resume_id: ~}')] = Field(
+        None, description='`project` and `resume_id`; a project needs `use_tb_logger: true`.')
+
+    @model_validator(mode='after')
+    def _wandb_syncs_from_tensorboard(self):
+        if self.wandb is not None and self.wandb.project is not None and self.use_tb_logger is not True:
+            raise invalid('expected true with logger.wandb.project set (BasicSR syncs wandb from tensorboard), got '
+                          f'{self.use_tb_logger!r}', at='use_tb_logger')
+        return self
+
+
+class Val(BasicSRSection):
+    """``val``, which BasicSR's train.py (every ``val_freq`` iterations) and test.py read."""
+    path = 'val'
+    val_freq: OptionalCount = Field(None, description='Validate every this many iterations (required in training).')
+    save_img: Boolean = Field(description='BasicSR reads it: true or false')
+    suffix: OptionalText = Field(None, description='Added to saved images\' names; test.py needs it with save_img.')
+    pbar: OptionalBoolean = Field(None, description='A progress bar over the validation images.')
+    metrics: Annotated[Any, expect('metric name: {type: <METRIC_REGISTRY name>, <its arguments>}')] = Field(
+        None, description='Each type is looked up in METRIC_REGISTRY and its arguments bound to the function.')
+
+    @model_validator(mode='after')
+    def _run_needs(self, info: ValidationInfo):
+        if info.context['is_train'] and self.val_freq is None:
+            raise invalid('not set (BasicSR validates every val_freq iterations)', at='val_freq')
+        if not info.context['is_train'] and self.save_img and 'suffix' not in self.model_fields_set:
+            raise invalid('not set (BasicSR\'s test.py reads it when save_img is true: null, or a string added to '
+                          'the saved images\' names)', at='suffix')
+        return self
+
+
+def _folder(what):
+    return Field(None, description=f'{what} (set by BasicSR from `name`).')
+
+
+class Paths(BasicSRSection):
+    """``path``: what the user sets, and what BasicSR's parse_options adds (the run's folders)."""
+    path = 'path'
+    pretrain_network_g: OptionalText = Field(None, description='Weights network_g starts from.')
+    param_key_g: OptionalText = Field(None, description='Key of those weights in the file (`params`).')
+    strict_load_g: Boolean = Field(True, description='Load them strictly.')
+    pretrain_network_d: OptionalText = Field(None, description='The same for network_d.')
+    param_key_d: OptionalText = Field(None, description='The same for network_d.')
+    strict_load_d: Boolean = Field(True, description='The same for network_d.')
+    resume_state: OptionalText = Field(None, description='Training state to resume from.')
+    ignore_resume_networks: Annotated[Optional[list[str]], expect('null or a list of network names')] = Field(
+        None, description='Networks not loaded on resume.')
+    experiments_root: OptionalText = _folder('The run\'s folder')
+    models: OptionalText = _folder('Its networks')
+    training_states: OptionalText = _folder('Its training states')
+    log: OptionalText = _folder('Its log')
+    visualization: OptionalText = _folder('Its validation images')
+    results_root: OptionalText = _folder('A test run\'s folder')
+
+
+class DistParams(BasicSRSection):
+    """``dist_params``, which BasicSR's slurm launcher passes to its process-group set-up."""
+    path = 'dist_params'
+    backend: one_of('nccl', 'gloo', 'mpi') = Field('nccl', description='torch.distributed backend (slurm).')
+    port: Annotated[int, Field(ge=1, le=65535), expect('a port number in [1, 65535]')] = Field(
+        29500, description='Master port (slurm).')
 
 
 def _owner(obj):
@@ -53,7 +180,8 @@ def check_network(opt, key='network_g'):
 def check_scale(opt):
     """``scale``: a positive integer when set; required by BasicSR's paired datasets (they read it)."""
     if 'scale' in opt:
-        positive_int('scale', opt['scale'])
+        if isinstance(opt['scale'], bool) or not isinstance(opt['scale'], int) or opt['scale'] < 1:
+            fail('scale', 'a positive integer', opt['scale'])
         return
     for phase, dataset in (opt.get('datasets') or {}).items():
         cls = registry.dataset_class(dataset.get('type')) if isinstance(dataset, dict) else None
@@ -73,7 +201,10 @@ def _check_backend(prefix, dataset, cls):
                                    f'{dataset["type"]} reads it)')
         return
     mapping(f'{prefix}.io_backend', backend, '{type: disk}')
-    one_of(*FileClient._backends)(f'{prefix}.io_backend.type', backend.get('type'))
+    if backend.get('type') not in FileClient._backends:
+        given, backends = backend.get('type'), FileClient._backends
+        raise MCLIROptionError(f'{prefix}.io_backend.type: expected one of {", ".join(backends)}; got {given!r}'
+                               f'{did_you_mean(given, backends) if isinstance(given, str) else ""}')
 
 
 def _check_template(prefix, dataset):
@@ -98,36 +229,6 @@ def check_dataset(phase, dataset):
     return cls
 
 
-def _required(prefix, dataset, key, check, why='BasicSR reads it in training'):
-    if key not in dataset:
-        raise MCLIROptionError(f'{prefix}.{key}: not set ({why})')
-    return check(f'{prefix}.{key}', dataset[key])
-
-
-def check_train_dataset(dataset, cls, scale):
-    """The options BasicSR's training loop and loader read from ``datasets.train``."""
-    prefix = 'datasets.train'
-    _required(prefix, dataset, 'batch_size_per_gpu', positive_int)
-    _required(prefix, dataset, 'num_worker_per_gpu', non_negative_int)
-    if 'dataset_enlarge_ratio' in dataset:
-        positive_float(f'{prefix}.dataset_enlarge_ratio', dataset['dataset_enlarge_ratio'])
-    crops = registry.crops_pairs(cls)
-    if crops:
-        why = f'{dataset["type"]} crops training pairs of gt_size'
-        gt_size = _required(prefix, dataset, 'gt_size', positive_int, why)
-        if isinstance(scale, int) and gt_size % scale:
-            raise MCLIROptionError(f'{prefix}.gt_size: expected a multiple of scale {scale} (the LQ patch is '
-                                   f'gt_size // scale), got {gt_size}')
-        for key in ('use_hflip', 'use_rot'):
-            _required(prefix, dataset, key, boolean, f'{dataset["type"]} reads it in training: true or false')
-    elif dataset.get('gt_size') is not None:
-        positive_int(f'{prefix}.gt_size', dataset['gt_size'])
-    one_of('cpu', 'cuda', optional=True)(f'{prefix}.prefetch_mode', dataset.get('prefetch_mode'))
-    if dataset.get('prefetch_mode') == 'cuda' and dataset.get('pin_memory') is not True:
-        raise MCLIROptionError(f'{prefix}.pin_memory: expected true with prefetch_mode: cuda (BasicSR\'s '
-                               f'CUDAPrefetcher needs it), got {dataset.get("pin_memory")!r}')
-
-
 def _check_phase(phase, is_train):
     if is_train and phase != 'train' and phase.split('_')[0] != 'val':
         raise MCLIROptionError(f'datasets.{phase}: not a phase a training run reads (expected train, val or '
@@ -145,20 +246,11 @@ def check_datasets(opt, is_train):
         _check_phase(phase, is_train)
         cls = check_dataset(phase, dataset)
         if is_train and phase == 'train':
-            check_train_dataset(dataset, cls, opt.get('scale'))
+            TrainSet.parse(dataset, context={'crops': dataset['type'] if registry.crops_pairs(cls) else None,
+                                             'scale': opt.get('scale')})
 
 
-def check_total_iter(opt):
-    train = opt.get('train')
-    if train is None:
-        raise MCLIROptionError('train: not set (a training run needs it, e.g. {total_iter: 100000, optim_g: ...})')
-    mapping('train', train)
-    if 'total_iter' not in train:
-        raise MCLIROptionError('train.total_iter: not set (expected a positive integer, the number of iterations)')
-    positive_count('train.total_iter', train['total_iter'])
-
-
-# --------------------------------------------------------------------------- losses, validation, logger
+# --------------------------------------------------------------------------- losses and metrics
 ADDON_LOSSES = ('spn_opt', 'cr_opt', 'uncertainty_opt')  # the add-on's own (mclir_basicsr.options)
 LOSS_EXAMPLE = '{type: L1Loss, loss_weight: 1.0, reduction: mean}'
 METRIC_INPUTS = ('img', 'img2')  # what BasicSR's calculate_metric passes itself
@@ -168,7 +260,6 @@ def check_losses(train):
     """Every ``train.<name>_opt`` but the add-on's: null, or a LOSS_REGISTRY type and arguments its constructor
     takes (BasicSR's ``build_loss``). The official fork's subtracted ``perceptual_opt`` is the add-on's SPN term,
     checked with it."""
-    from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS
     official = any(k in train for k in OFFICIAL_NEGATIVE_KEYS)
     for key, section in train.items():
         key = str(key)
@@ -198,47 +289,9 @@ def check_metrics(metrics):
         sig = signature(metric)  # the images the model passes, where the function names them
         passed = [k for k in METRIC_INPUTS if sig is not None and k in sig.parameters]
         check_arguments(path, _owner(metric), metric, dict(arguments, **dict.fromkeys(passed)))
-        if 'better' in section:
-            one_of('higher', 'lower')(f'{path}.better', section['better'])
-
-
-def check_val(opt, is_train):
-    """``val``, which BasicSR's train.py (every ``val_freq`` iterations) and test.py read."""
-    val = opt.get('val')
-    if val is None:
-        if not is_train:
-            raise MCLIROptionError('val: not set (BasicSR\'s test.py reads it, e.g. {save_img: true, suffix: ~, '
-                                   'metrics: {...}})')
-        return
-    mapping('val', val, '{val_freq: 5000, save_img: false, metrics: {...}}')
-    if is_train:
-        _required('val', val, 'val_freq', positive_count, 'BasicSR validates every val_freq iterations')
-    _required('val', val, 'save_img', boolean, 'BasicSR reads it: true or false')
-    if not is_train and val['save_img'] and 'suffix' not in val:
-        raise MCLIROptionError('val.suffix: not set (BasicSR\'s test.py reads it when save_img is true: null, or a '
-                               'string added to the saved images\' names)')
-    if val.get('pbar') is not None:
-        boolean('val.pbar', val['pbar'])
-    check_metrics(val.get('metrics'))
-
-
-def check_logger(opt):
-    """``logger``, which BasicSR's train.py reads: the print and checkpoint frequencies, the tensorboard switch
-    and wandb's project."""
-    if opt.get('logger') is None:
-        raise MCLIROptionError('logger: not set (BasicSR\'s train.py reads it, e.g. {print_freq: 100, '
-                               'save_checkpoint_freq: 5000, use_tb_logger: true})')
-    logger = mapping('logger', opt['logger'], '{print_freq: 100, save_checkpoint_freq: 5000, use_tb_logger: true}')
-    for key in ('print_freq', 'save_checkpoint_freq'):
-        _required('logger', logger, key, positive_count, 'BasicSR\'s train.py reads it: every how many iterations')
-    if logger.get('use_tb_logger') is not None:
-        boolean('logger.use_tb_logger', logger['use_tb_logger'])
-    wandb = logger.get('wandb')
-    if wandb is not None:
-        mapping('logger.wandb', wandb, '{project: ..., resume_id: ~}')
-        if wandb.get('project') is not None and logger.get('use_tb_logger') is not True:
-            raise MCLIROptionError('logger.use_tb_logger: expected true with logger.wandb.project set (BasicSR '
-                                   f'syncs wandb from tensorboard), got {logger.get("use_tb_logger")!r}')
+        if section.get('better', 'higher') not in ('higher', 'lower'):
+            raise MCLIROptionError(f'{path}.better: expected one of higher, lower; got {section["better"]!r}'
+                                   f'{did_you_mean(section["better"], ("higher", "lower"))}')
 
 
 def check_sections(opt, is_train):
@@ -250,7 +303,25 @@ def check_sections(opt, is_train):
     check_scale(opt)
     check_datasets(opt, is_train)
     if is_train:
-        check_total_iter(opt)
+        if opt.get('train') is None:
+            raise MCLIROptionError('train: not set (a training run needs it, e.g. {total_iter: 100000, optim_g: ...})')
+        TrainLoop.parse(opt['train'])
         check_losses(opt['train'])
-        check_logger(opt)
-    check_val(opt, is_train)
+        if opt.get('logger') is None:
+            raise MCLIROptionError('logger: not set (BasicSR\'s train.py reads it, e.g. {print_freq: 100, '
+                                   'save_checkpoint_freq: 5000, use_tb_logger: true})')
+        Logger.parse(opt['logger'])
+    if opt.get('val') is None:
+        if not is_train:
+            raise MCLIROptionError('val: not set (BasicSR\'s test.py reads it, e.g. {save_img: true, suffix: ~, '
+                                   'metrics: {...}})')
+    else:
+        Val.parse(opt['val'], context={'is_train': is_train})
+        check_metrics(opt['val'].get('metrics'))
+    Paths.parse(opt.get('path'))
+    if opt.get('dist_params') is not None:
+        DistParams.parse(opt['dist_params'])
+
+
+# the sections the option reference lists (docs/options.md), by their place in the option file
+BASICSR_SECTIONS = {model.path: model for model in (TrainSet, TrainLoop, Val, Logger, Paths, DistParams)}
