@@ -5,6 +5,7 @@
 and what is accepted. The option reference (docs/options.md) is generated from these models
 (:mod:`mclir_basicsr.option_reference`) and a test keeps the two equal.
 """
+import difflib
 import json
 from typing import Annotated, ClassVar, Literal, Optional, Union, get_args
 
@@ -13,17 +14,14 @@ from pydantic_core import PydanticCustomError
 
 from mclir_basicsr.validate import MCLIROptionError, did_you_mean, fail, is_number, string_hint  # noqa: F401  (API)
 
-VGG_LAYERS = {  # BasicSR's layer names (basicsr.archs.vgg_arch.NAMES), listed here to stay torch-free
-    'vgg16': ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1', 'conv2_1', 'relu2_1', 'conv2_2', 'relu2_2',
-              'pool2', 'conv3_1', 'relu3_1', 'conv3_2', 'relu3_2', 'conv3_3', 'relu3_3', 'pool3', 'conv4_1',
-              'relu4_1', 'conv4_2', 'relu4_2', 'conv4_3', 'relu4_3', 'pool4', 'conv5_1', 'relu5_1', 'conv5_2',
-              'relu5_2', 'conv5_3', 'relu5_3', 'pool5'],
-    'vgg19': ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1', 'conv2_1', 'relu2_1', 'conv2_2', 'relu2_2',
-              'pool2', 'conv3_1', 'relu3_1', 'conv3_2', 'relu3_2', 'conv3_3', 'relu3_3', 'conv3_4', 'relu3_4',
-              'pool3', 'conv4_1', 'relu4_1', 'conv4_2', 'relu4_2', 'conv4_3', 'relu4_3', 'conv4_4', 'relu4_4',
-              'pool4', 'conv5_1', 'relu5_1', 'conv5_2', 'relu5_2', 'conv5_3', 'relu5_3', 'conv5_4', 'relu5_4',
-              'pool5'],
-}
+
+def _vgg_names(convs_per_block):
+    return [name for block, convs in enumerate(convs_per_block, 1) for name in
+            [f'{kind}{block}_{i}' for i in range(1, convs + 1) for kind in ('conv', 'relu')] + [f'pool{block}']]
+
+
+# BasicSR's layer names (basicsr.archs.vgg_arch.NAMES; a test keeps them equal), made here to stay torch-free
+VGG_LAYERS = {'vgg16': _vgg_names((2, 2, 3, 3, 3)), 'vgg19': _vgg_names((2, 2, 4, 4, 4))}
 FEATURES = ('vgg16', 'vgg19', 'pixel')
 CRITERIA = ('l1', 'l2', 'charbonnier')
 PRECISIONS = ('float32', 'bfloat16', 'float16')
@@ -141,6 +139,10 @@ class Section(BaseModel):
             raise MCLIROptionError(cls._one_line(e, path)) from None
 
     @classmethod
+    def _unknown(cls, where, key, known):
+        return f'{where}: unknown option{did_you_mean(key, known)}; known: {", ".join(known)}'
+
+    @classmethod
     def _one_line(cls, error, path):
         err = sorted(error.errors(), key=lambda err: err['type'] != 'extra_forbidden')[0]  # unknown keys first
         loc = ''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in err['loc'])
@@ -154,8 +156,11 @@ class Section(BaseModel):
                          (owner.model_fields[key].annotation,) if isinstance(t, type) and issubclass(t, BaseModel))
         known = list(owner.model_fields)
         if err['type'] == 'extra_forbidden':
-            return f'{where}: unknown option{did_you_mean(err["loc"][-1], known)}; known: {", ".join(known)}'
-        return f'{where}: {owner.missing} ({owner.model_fields[err["loc"][-1]].description})'
+            return owner._unknown(where, err['loc'][-1], known)
+        given = [str(k) for k in err['input'] if k not in known] if isinstance(err['input'], dict) else []
+        close = difflib.get_close_matches(err['loc'][-1], given, n=1)  # a section that takes other keys: a typo?
+        typo = f'; {where.rsplit(".", 1)[0]}.{close[0]} is set: a typo?' if close else ''
+        return f'{where}: {owner.missing} ({owner.model_fields[err["loc"][-1]].description}){typo}'
 
 
 class Negatives(Section):

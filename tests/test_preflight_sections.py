@@ -653,3 +653,22 @@ def test_mclir_options_are_validated_once_per_content(monkeypatch):
         with pytest.raises(MCLIROptionError, match=r'^train\.spn_opt\.loss_weight: '):
             options.parse_mclir_options(opt)
     assert len(calls) == 4
+
+
+def test_a_missing_key_names_a_close_key_that_is_set():
+    """In the sections that take other keys (train, datasets.train), a misspelt key is not unknown, but the key it
+    was meant for is missing: the message names both."""
+    opt = _train_set(batch_size_per_gpu=DROP, batch_size_per_gup=2)
+    assert rejected(opt) == ('datasets.train.batch_size_per_gpu: not set (BasicSR reads it in training); '
+                             'datasets.train.batch_size_per_gup is set: a typo?')
+    opt = base()
+    opt['train']['totl_iter'] = opt['train'].pop('total_iter')
+    assert rejected(opt) == ('train.total_iter: not set (expected a positive integer, the number of iterations); '
+                             'train.totl_iter is set: a typo?')
+
+
+def test_vgg_layer_names_are_basicsrs():
+    from basicsr.archs.vgg_arch import NAMES
+
+    from mclir_basicsr.options import VGG_LAYERS
+    assert VGG_LAYERS == {'vgg16': NAMES['vgg16'], 'vgg19': NAMES['vgg19']}

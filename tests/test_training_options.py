@@ -154,3 +154,17 @@ def test_bad_optimizer_fails_when_the_file_is_parsed(workdir, data_x2):
     assert "train.optim_g.beta: not an argument of AdamW (torch.optim.adamw.AdamW) (did you mean 'betas'?)" in (
         proc.stderr)
     assert not (workdir / 'experiments').exists()  # before BasicSR creates anything
+
+
+@pytest.mark.parametrize('scheduler,message', [
+    ({'type': 'TrueCosineAnnealingLR', 'eta_min': 1e-7}, r'^train\.scheduler\.T_max: not set \(required by '
+                                                         r'TrueCosineAnnealingLR\)$'),
+    ({'type': 'MultiStepRestartLR', 'milestone': [10]}, r"^train\.scheduler\.milestone: not an argument of "
+                                                        r"MultiStepRestartLR \(basicsr\.models\.lr_scheduler\."
+                                                        r"MultiStepRestartLR\) \(did you mean 'milestones'\?\)$"),
+    ({'type': 'CosineAnnealingRestartLR', 'eta_min': 0}, r'^train\.scheduler\.periods: not set \(required by '),
+])
+def test_scheduler_arguments_bind_to_the_signature(scheduler, message):
+    """BasicSR's own schedulers too: an argument the class does not take, or one it needs, is named."""
+    with pytest.raises(MCLIROptionError, match=message):
+        check_scheduler({'scheduler': scheduler})

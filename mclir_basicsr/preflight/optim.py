@@ -4,10 +4,10 @@ a misspelt type or argument, or a number YAML read as a string (``lr: 2e-4``) or
 error naming the option, before any network is built.
 """
 import inspect
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import torch
-from pydantic import BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BeforeValidator, Field, create_model
 from torch.optim import lr_scheduler as torch_schedulers
 
 from mclir_basicsr.options import Finite, Section, expect
@@ -47,15 +47,6 @@ def optimizer_names():
                   if inspect.isclass(obj) and issubclass(obj, base) and obj is not base)
 
 
-def _check_arguments(path, kind, cls, given, skip):
-    params = inspect.signature(cls.__init__).parameters
-    for key in given:
-        if key != 'type' and key not in params:
-            raise MCLIROptionError(
-                f'{path}.{key}: not an argument of {kind} ({cls.__module__}.{cls.__name__})'
-                f'{did_you_mean(key, [p for p in params if p not in skip])}')
-
-
 def _typed_section(train, key):
     """``train.<key>`` (None when absent), which must be a mapping with a ``type``."""
     section = train.get(key)
@@ -84,32 +75,47 @@ def _listed(value):
     return list(value) if isinstance(value, tuple) else value  # a tuple, as given from Python
 
 
-class _Numbers(Section):
-    model_config = ConfigDict(extra='ignore')  # the names were checked against the signature before
+class _Arguments(Section):
+    """The arguments of an optimiser or scheduler class (:func:`check_arguments`)."""
+    missing = 'not set'
+    owner: ClassVar[str] = ''  # the class, as messages name it
+
+    @classmethod
+    def _unknown(cls, where, key, known):
+        return f'{where}: not an argument of {cls.owner}{did_you_mean(key, [k for k in known if k != "type"])}'
 
 
-def check_numbers(path, cls, given, bounds=None, pairs=False):
-    """The numbers of ``given`` (an optimiser's or scheduler's arguments), as a model made from ``cls``'s signature:
-    each argument whose default is a number, or named in ``bounds``, must be a finite number within its bounds; one
-    whose default is a tuple of numbers (``betas``) a list of numbers, of the default's length with ``pairs`` (a
-    scheduler's ``restart_weights`` has any length). A string YAML read from a number (``lr: 2e-4``) is named with
-    the ``!!float`` hint."""
-    bounds, fields = bounds or {}, {}
-    for key, param in inspect.signature(cls.__init__).parameters.items():
+def check_arguments(path, kind, cls, given, skip, bounds, pairs=False, required=None):
+    """``given`` (the section, ``type`` included) against a model made from ``cls``'s signature: every key one of its
+    arguments (unless it takes ``**kwargs``), those without a default (and those in ``required``: {name: why}) set,
+    and the numbers in range: each argument whose default is a number, or named in ``bounds``, a finite number within
+    its bounds; one whose default is a tuple of numbers (``betas``) a list of numbers, of the default's length with
+    ``pairs`` (a scheduler's ``restart_weights`` has any length). A string YAML read from a number (``lr: 2e-4``) is
+    named with the ``!!float`` hint."""
+    params, fields, required = inspect.signature(cls.__init__).parameters, {'type': (Any, None)}, required or {}
+    for key, param in params.items():
+        if key in skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
         default = param.default
+        needed = key in required or default is param.empty
+        field = Field(description=required.get(key, f'required by {kind}')) if needed else None
         if isinstance(default, tuple) and default and all(_is_numeric(d) for d in default):
             size = Field(min_length=len(default), max_length=len(default)) if pairs else Field()
             item = BETA if key == 'betas' else ANY_NUMBER
             what = f'a list of {len(default) if pairs else "some"} numbers'
-            fields[key] = (Annotated[list[item], size, BeforeValidator(_listed), expect(what)], None)
-        elif key in bounds or _is_numeric(default):
-            fields[key] = (bounds.get(key, ANY_NUMBER), None)
-    create_model(f'{cls.__name__}Numbers', __base__=_Numbers, **fields).parse(given, path)
+            fields[key] = (Annotated[list[item], size, BeforeValidator(_listed), expect(what)], field)
+        else:
+            fields[key] = (bounds.get(key, ANY_NUMBER) if key in bounds or _is_numeric(default) else Any, field)
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        given = {k: v for k, v in given.items() if k in fields}
+    model = create_model(f'{cls.__name__}Arguments', __base__=_Arguments, **fields)
+    model.owner = f'{kind} ({cls.__module__}.{cls.__name__})'
+    model.parse(given, path)
 
 
 def check_optimizer(train):
-    """Validate ``train.optim_g``: a torch.optim class, its argument names, and its numbers (``lr`` required, as
-    BasicSR's ``get_optimizer`` takes it); nothing to check without one."""
+    """Validate ``train.optim_g``: a torch.optim class and its arguments (``lr`` required, as BasicSR's
+    ``get_optimizer`` takes it); nothing to check without one."""
     optim = _typed_section(train, 'optim_g')
     if optim is None:
         return
@@ -117,12 +123,9 @@ def check_optimizer(train):
     if optim['type'] not in names:
         raise MCLIROptionError(f'train.optim_g.type: unknown optimizer {optim["type"]!r}'
                                f'{did_you_mean(optim["type"], names)}; accepted: {", ".join(names)} (torch.optim)')
-    cls = getattr(torch.optim, optim['type'])
-    _check_arguments('train.optim_g', optim['type'], cls, optim, ('self', 'params'))
-    if 'lr' not in optim:
-        raise MCLIROptionError('train.optim_g.lr: not set (expected the learning rate, a number > 0, e.g. '
-                               '!!float 2e-4)')
-    check_numbers('train.optim_g', cls, {k: v for k, v in optim.items() if k != 'type'}, OPTIMIZER_BOUNDS, pairs=True)
+    check_arguments('train.optim_g', optim['type'], getattr(torch.optim, optim['type']), optim, ('self', 'params'),
+                    OPTIMIZER_BOUNDS, pairs=True, required={'lr': 'expected the learning rate, a number > 0, e.g. '
+                                                                  '!!float 2e-4'})
 
 
 def check_optim(train):
@@ -132,7 +135,8 @@ def check_optim(train):
 
 
 def check_scheduler(train):
-    """Validate ``train.scheduler`` (type and argument names); nothing to check without one."""
+    """Validate ``train.scheduler``: a scheduler BasicSR's loop can drive, and its arguments; nothing to check
+    without one."""
     sched = _typed_section(train, 'scheduler')
     if sched is None:
         return
@@ -145,10 +149,7 @@ def check_scheduler(train):
         raise MCLIROptionError(f'train.scheduler.type: unknown scheduler {kind!r}{did_you_mean(kind, accepted)}; '
                                f'accepted: {", ".join(accepted)}')
     cls = torch_class(kind)
-    if cls is not None:
-        _check_arguments('train.scheduler', kind, cls, sched, ('self', 'optimizer'))
-    else:
+    if cls is None:
         from basicsr.models import lr_scheduler as basicsr_schedulers  # BasicSR's own three
         cls = getattr(basicsr_schedulers, 'MultiStepRestartLR' if kind == 'MultiStepLR' else kind)
-    check_numbers('train.scheduler', cls, {k: v for k, v in sched.items() if k != 'type'},
-                  SCHEDULER_BOUNDS)
+    check_arguments('train.scheduler', kind, cls, sched, ('self', 'optimizer'), SCHEDULER_BOUNDS)
