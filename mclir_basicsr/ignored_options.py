@@ -10,9 +10,14 @@ VGG_ONLY = ('layer_weights', 'use_input_norm', 'range_norm', 'pretrained', 'down
 ADAPTIVE_ONLY = ('adaptive_statistic', 'adaptive_threshold', 'adaptive_decay', 'adaptive_min_gap')
 
 
-def _train_keys(train):
+def read_train_keys():
+    """The keys of ``train`` that ModelContrastiveModel reads (BasicSR's, the add-on's, the official fork's)."""
     known = set(BASICSR_TRAIN_KEYS) | set(OFFICIAL) | {k.split('.')[-1] for k in SECTIONS if k != 'train'}
-    known |= set(SECTIONS['train'].model_fields)
+    return known | set(SECTIONS['train'].model_fields)
+
+
+def _train_keys(train):
+    known = read_train_keys()
     notes = []
     for key in train:
         if key == 'use_grad_norm':

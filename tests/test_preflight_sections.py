@@ -453,7 +453,13 @@ def _string_lr(opt, data):
     opt['train']['optim_g']['lr'] = '2e-4'  # what YAML makes of `lr: 2e-4`
 
 
+def _misspelt_loss(opt, data):
+    opt['train']['pixel_otp'] = opt['train'].pop('pixel_opt')  # BasicSR's SRModel: 'Both pixel and perceptual ...'
+
+
 E2E = [
+    (_misspelt_loss, "train.pixel_otp: not read by ModelContrastiveModel (did you mean 'pixel_opt'?); as written, the "
+                     "run would train without it"),
     (_typo_type, "network_g.type: 'EDSRR' is not a registered arch (ARCH_REGISTRY) (did you mean 'EDSR'?)"),
     (_string_argument, "network_g.num_feat: expected an integer, got '16' (EDSR's num_feat: int, default 64)"),
     (_zero_batch, 'datasets.train.batch_size_per_gpu: expected a positive integer, got 0'),
@@ -672,3 +678,35 @@ def test_vgg_layer_names_are_basicsrs():
 
     from mclir_basicsr.options import VGG_LAYERS
     assert VGG_LAYERS == {'vgg16': NAMES['vgg16'], 'vgg19': NAMES['vgg19']}
+
+
+@pytest.mark.parametrize('change,message', [
+    ({'spn_otp': SPN, 'spn_opt': DROP}, r"^train\.spn_otp: not read by ModelContrastiveModel \(did you mean "
+                                        r"'spn_opt'\?\); as written, the run would train without it$"),
+    ({'negatvies': {'update_every': [1]}}, r"^train\.negatvies: .*did you mean 'negatives'"),
+    ({'ema_decy': 0.999}, r"^train\.ema_decy: .*did you mean 'ema_decay'"),
+    ({'pixel_opt': None}, r'^train\.pixel_opt: not set \(the network needs a reconstruction loss: pixel_opt, '
+                          r'perceptual_opt, uncertainty_opt or cr_opt; SPN only pushes away from the negatives\), '),
+    ({'pixel_opt': DROP}, r'^train\.pixel_opt: not set \(the network needs a reconstruction loss'),
+])
+def test_a_train_key_misspelt_or_a_run_without_a_reconstruction_loss(change, message):
+    opt = base()
+    for key, value in change.items():
+        if value is DROP:
+            opt['train'].pop(key, None)
+        else:
+            opt['train'][key] = value
+    assert re.search(message, rejected(opt)), rejected(opt)
+
+
+def test_train_keys_of_other_models_or_far_from_any_pass():
+    """Keys BasicSR's other models read (optim_d is one edit from optim_g), the official fork's use_grad_norm and
+    keys close to nothing are left to the model's warning; a reconstruction loss other than pixel_opt is one."""
+    for change in ({'optim_d': {'type': 'Adam', 'lr': 1e-4}, 'net_d_iters': 1, 'use_grad_norm': 0.05,
+                    'my_own_setting': 3},
+                   {'pixel_opt': None, 'uncertainty_opt': {'type': 'UncertaintyWeightedLoss'}},
+                   {'pixel_opt': None,
+                    'perceptual_opt': {'type': 'PerceptualLoss', 'layer_weights': {'conv5_4': 1.0}}}):
+        opt = base()
+        opt['train'].update(change)
+        check_sections(parsed(opt), True)

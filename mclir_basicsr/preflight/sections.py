@@ -11,10 +11,12 @@ test) and on the dataset class, which the models get as validation context. What
 (``network_g``, ``network_d``, the datasets, the losses in ``train.*_opt``, ``val.metrics``) is looked up in
 BasicSR's registries and its arguments bound to the signature of what it builds (:mod:`.arguments`).
 """
+import difflib
 from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
+from mclir_basicsr.ignored_options import read_train_keys
 from mclir_basicsr.options import OFFICIAL_NEGATIVE_KEYS, Boolean, Finite, PositiveInt, Section, expect, invalid, one_of
 from mclir_basicsr.preflight import registry
 from mclir_basicsr.preflight.arguments import check_arguments, signature
@@ -256,6 +258,31 @@ LOSS_EXAMPLE = '{type: L1Loss, loss_weight: 1.0, reduction: mean}'
 METRIC_INPUTS = ('img', 'img2')  # what BasicSR's calculate_metric passes itself
 
 
+# The train keys of BasicSR's other models: not read by the add-on's (a warning says so), but never a typo.
+OTHER_MODELS_KEYS = ('dcn_lr_mul', 'feature_matching_opt', 'fix_flow', 'flow_lr_mul', 'gan_opt', 'ldl_opt', 'lr_flow',
+                     'mixing_prob', 'net_d_init_iters', 'net_d_iters', 'net_d_reg_every', 'net_g_reg_every', 'optim_d',
+                     'path_batch_shrink', 'path_reg_weight', 'r1_reg_weight', 'tsa_iter', 'use_grad_norm')
+RECONSTRUCTION = ('pixel_opt', 'perceptual_opt', 'uncertainty_opt', 'cr_opt')
+
+
+def check_train_keys(train):
+    """A key of ``train`` that the model does not read but that is close to one it does is a typo (``spn_otp``): as
+    written, the run would train for hours without it. One close to none is left to a warning (another code
+    base's key). And the network needs a reconstruction loss (SRModel's 'Both pixel and perceptual losses are
+    None' otherwise, after the run's folders exist)."""
+    known = sorted(read_train_keys())
+    for key in map(str, train):
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if key not in known and key not in OTHER_MODELS_KEYS and close:
+            raise MCLIROptionError(f'train.{key}: not read by ModelContrastiveModel (did you mean {close[0]!r}?); as '
+                                   'written, the run would train without it')
+    official = any(k in train for k in OFFICIAL_NEGATIVE_KEYS)  # then perceptual_opt is the SPN term
+    if all(train.get(k) is None for k in RECONSTRUCTION if not (official and k == 'perceptual_opt')):
+        raise MCLIROptionError('train.pixel_opt: not set (the network needs a reconstruction loss: pixel_opt, '
+                               'perceptual_opt, uncertainty_opt or cr_opt; SPN only pushes away from the negatives), '
+                               'e.g. {type: L1Loss, loss_weight: 1.0}')
+
+
 def check_losses(train):
     """Every ``train.<name>_opt`` but the add-on's: null, or a LOSS_REGISTRY type and arguments its constructor
     takes (BasicSR's ``build_loss``). The official fork's subtracted ``perceptual_opt`` is the add-on's SPN term,
@@ -306,6 +333,7 @@ def check_sections(opt, is_train):
         if opt.get('train') is None:
             raise MCLIROptionError('train: not set (a training run needs it, e.g. {total_iter: 100000, optim_g: ...})')
         TrainLoop.parse(opt['train'])
+        check_train_keys(opt['train'])
         check_losses(opt['train'])
         if opt.get('logger') is None:
             raise MCLIROptionError('logger: not set (BasicSR\'s train.py reads it, e.g. {print_freq: 100, '
