@@ -168,3 +168,31 @@ def test_scheduler_arguments_bind_to_the_signature(scheduler, message):
     """BasicSR's own schedulers too: an argument the class does not take, or one it needs, is named."""
     with pytest.raises(MCLIROptionError, match=message):
         check_scheduler({'scheduler': scheduler})
+
+
+@pytest.mark.parametrize('scheduler,message', [
+    ({'type': 'TrueCosineAnnealingLR', 'T_max': '1e5'}, r"^train\.scheduler\.T_max: expected a positive integer, got "
+                                                        r"'1e5' \(YAML reads 1e5 as a string: write 100000\)$"),
+    ({'type': 'MultiStepLR', 'milestones': [100, '2e5']}, r"^train\.scheduler\.milestones\[1\]: expected a positive "
+                                                          r"integer, got '2e5' \(YAML reads 2e5 as a string: write "
+                                                          r"200000\)$"),
+    ({'type': 'CosineAnnealingRestartLR', 'periods': '250000'}, r"^train\.scheduler\.periods: expected a list of "
+                                                                r"iterations, got '250000'"),
+    ({'type': 'StepLR', 'step_size': 0}, r'^train\.scheduler\.step_size: expected a positive integer, got 0$'),
+    ({'type': 'CosineAnnealingRestartLR', 'periods': [10, 20], 'restart_weights': [1]},
+     r'^train\.scheduler\.restart_weights: expected one weight per entry of periods \(2\), got 1$'),
+    ({'type': 'MultiStepRestartLR', 'milestones': [10], 'restarts': [0, 15]},
+     r'^train\.scheduler\.restart_weights: expected one weight per entry of restarts \(2\), got 1$'),
+])
+def test_scheduler_iterations_are_checked(scheduler, message):
+    """The iteration counts of a scheduler, which YAML reads as strings when written 1e5: a string T_max stops the
+    run at its first step, a string milestone never matches (the learning rate silently never decays)."""
+    with pytest.raises(MCLIROptionError, match=message):
+        check_scheduler({'scheduler': scheduler})
+
+
+def test_scheduler_iterations_as_yaml_floats_pass():
+    check_scheduler({'scheduler': {'type': 'TrueCosineAnnealingLR', 'T_max': 1e5, 'eta_min': 1e-7}})
+    check_scheduler({'scheduler': {'type': 'MultiStepLR', 'milestones': [2e5, 4e5], 'gamma': 0.5}})
+    check_scheduler({'scheduler': {'type': 'OneCycleLR', 'max_lr': 0.01, 'total_steps': None, 'epochs': 2,
+                                   'steps_per_epoch': 10}})

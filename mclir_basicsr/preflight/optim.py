@@ -4,13 +4,14 @@ a misspelt type or argument, or a number YAML read as a string (``lr: 2e-4``) or
 error naming the option, before any network is built.
 """
 import inspect
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Optional
 
 import torch
 from pydantic import BeforeValidator, Field, create_model
 from torch.optim import lr_scheduler as torch_schedulers
 
 from mclir_basicsr.options import Finite, Section, expect
+from mclir_basicsr.preflight.sections import as_int
 from mclir_basicsr.validate import MCLIROptionError, did_you_mean
 
 BASICSR_SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
@@ -55,6 +56,10 @@ def _typed_section(train, key):
     return section
 
 
+def _listed(value):
+    return list(value) if isinstance(value, tuple) else value  # a tuple, as given from Python
+
+
 def _number(expected, **bounds):
     return Annotated[Finite, Field(**bounds), expect(expected, hint=True)]
 
@@ -63,16 +68,26 @@ def _number(expected, **bounds):
 OPTIMIZER_BOUNDS = {'lr': _number('a number > 0', gt=0), 'rho': _number('a number in [0, 1]', ge=0, le=1)}
 OPTIMIZER_BOUNDS.update(dict.fromkeys(('eps', 'weight_decay', 'momentum', 'dampening', 'alpha', 'lr_decay'),
                                       _number('a number >= 0', ge=0)))
-SCHEDULER_BOUNDS = {'eta_min': _number('a number >= 0', ge=0), 'gamma': _number('a number > 0', gt=0)}
 BETA, ANY_NUMBER = _number('a number in [0, 1)', ge=0, lt=1), _number('a number')
+# Iteration counts: what YAML reads as a string (T_max: 1e5) makes the scheduler fail at its first step, or never
+# match (milestones: [2e5]: the learning rate silently never decays). Integer-valued floats work as they are.
+Iterations = Annotated[int, BeforeValidator(as_int), Field(ge=1), expect('a positive integer', hint=True)]
+Restart = Annotated[int, BeforeValidator(as_int), Field(ge=0), expect('an integer >= 0', hint=True)]
+SCHEDULER_BOUNDS = {'eta_min': _number('a number >= 0', ge=0), 'gamma': _number('a number > 0', gt=0)}
+SCHEDULER_BOUNDS.update(dict.fromkeys(('T_max', 'T_0', 'T_mult', 'step_size', 'total_iters', 'total_steps',
+                                       'step_size_up', 'step_size_down', 'epochs', 'steps_per_epoch'), Iterations))
+SCHEDULER_BOUNDS.update(
+    milestones=Annotated[list[Iterations], BeforeValidator(_listed), expect('a list of iterations')],
+    periods=Annotated[list[Iterations], BeforeValidator(_listed), expect('a list of iterations')],
+    restarts=Annotated[list[Restart], BeforeValidator(_listed), expect('a list of iterations')])
+# BasicSR's restart schedulers: one weight per restart (per period), or an AssertionError when they are built
+PER_RESTART = {'MultiStepLR': 'restarts', 'MultiStepRestartLR': 'restarts', 'CosineAnnealingRestartLR': 'periods'}
 
 
 def _is_numeric(default):
     return isinstance(default, (int, float)) and not isinstance(default, bool)
 
 
-def _listed(value):
-    return list(value) if isinstance(value, tuple) else value  # a tuple, as given from Python
 
 
 class _Arguments(Section):
@@ -88,10 +103,10 @@ class _Arguments(Section):
 def check_arguments(path, kind, cls, given, skip, bounds, pairs=False, required=None):
     """``given`` (the section, ``type`` included) against a model made from ``cls``'s signature: every key one of its
     arguments (unless it takes ``**kwargs``), those without a default (and those in ``required``: {name: why}) set,
-    and the numbers in range: each argument whose default is a number, or named in ``bounds``, a finite number within
-    its bounds; one whose default is a tuple of numbers (``betas``) a list of numbers, of the default's length with
-    ``pairs`` (a scheduler's ``restart_weights`` has any length). A string YAML read from a number (``lr: 2e-4``) is
-    named with the ``!!float`` hint."""
+    and the numbers in range: each argument named in ``bounds`` of its type there (null too where the default is),
+    one whose default is a number a finite number, one whose default is a tuple of numbers (``betas``) a list of
+    numbers, of the default's length with ``pairs`` (a scheduler's ``restart_weights`` has any length). A string YAML
+    read from a number (``lr: 2e-4``) is named with the ``!!float`` hint."""
     params, fields, required = inspect.signature(cls.__init__).parameters, {'type': (Any, None)}, required or {}
     for key, param in params.items():
         if key in skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -99,13 +114,16 @@ def check_arguments(path, kind, cls, given, skip, bounds, pairs=False, required=
         default = param.default
         needed = key in required or default is param.empty
         field = Field(description=required.get(key, f'required by {kind}')) if needed else None
-        if isinstance(default, tuple) and default and all(_is_numeric(d) for d in default):
+        if key in bounds or _is_numeric(default):
+            number = bounds.get(key, ANY_NUMBER)
+            fields[key] = (Optional[number] if default is None else number, field)
+        elif isinstance(default, tuple) and default and all(_is_numeric(d) for d in default):
             size = Field(min_length=len(default), max_length=len(default)) if pairs else Field()
             item = BETA if key == 'betas' else ANY_NUMBER
             what = f'a list of {len(default) if pairs else "some"} numbers'
             fields[key] = (Annotated[list[item], size, BeforeValidator(_listed), expect(what)], field)
         else:
-            fields[key] = (bounds.get(key, ANY_NUMBER) if key in bounds or _is_numeric(default) else Any, field)
+            fields[key] = (Any, field)
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         given = {k: v for k, v in given.items() if k in fields}
     model = create_model(f'{cls.__name__}Arguments', __base__=_Arguments, **fields)
@@ -153,3 +171,9 @@ def check_scheduler(train):
         from basicsr.models import lr_scheduler as basicsr_schedulers  # BasicSR's own three
         cls = getattr(basicsr_schedulers, 'MultiStepRestartLR' if kind == 'MultiStepLR' else kind)
     check_arguments('train.scheduler', kind, cls, sched, ('self', 'optimizer'), SCHEDULER_BOUNDS)
+    if kind in PER_RESTART:
+        key, default = PER_RESTART[kind], inspect.signature(cls.__init__).parameters[PER_RESTART[kind]].default
+        restarts, weights = sched.get(key, default), sched.get('restart_weights', [1])
+        if len(restarts) != len(weights):
+            raise MCLIROptionError(f'train.scheduler.restart_weights: expected one weight per entry of {key} '
+                                   f'({len(restarts)}), got {len(weights)}')

@@ -26,13 +26,13 @@ NETWORK_EXAMPLE = '{type: EDSR, num_in_ch: 3, num_out_ch: 3, upscale: 2}'
 TRAIN_PHASES = ('train', 'val')  # the phases BasicSR's train.py builds (val, val_1, val_2, ...)
 
 
-def _as_int(value):
+def as_int(value):
     """An integer-valued float (YAML's ``!!float 5e3``) is the integer BasicSR's ``int()`` makes of it."""
     return int(value) if isinstance(value, float) and whole_number(value) else value
 
 
-Count = Annotated[int, BeforeValidator(_as_int), Field(ge=1), expect('a positive integer', hint=True)]
-OptionalCount = Annotated[Optional[Annotated[int, BeforeValidator(_as_int), Field(ge=1)]],
+Count = Annotated[int, BeforeValidator(as_int), Field(ge=1), expect('a positive integer', hint=True)]
+OptionalCount = Annotated[Optional[Annotated[int, BeforeValidator(as_int), Field(ge=1)]],
                           expect('a positive integer', hint=True)]
 OptionalPositiveInt = Annotated[Optional[Annotated[int, Field(ge=1)]], expect('a positive integer')]
 NonNegativeInt = Annotated[int, Field(ge=0), expect('an integer >= 0')]
@@ -86,7 +86,7 @@ class TrainLoop(BasicSRSection):
     model_config = {'extra': 'ignore'}  # the rest is the add-on's or a loss (*_opt); unread keys are warned about
     path = 'train'
     total_iter: Count = Field(description='expected a positive integer, the number of iterations')
-    warmup_iter: Annotated[int, BeforeValidator(_as_int), Field(ge=-1), expect(
+    warmup_iter: Annotated[int, BeforeValidator(as_int), Field(ge=-1), expect(
         'an integer >= -1 (-1: no warm-up)', hint=True)] = Field(-1, description='Linear learning-rate warm-up.')
     ema_decay: Annotated[Finite, Field(ge=0, lt=1), expect('a number in [0, 1) (0: no EMA)', hint=True)] = Field(
         0, description='EMA of network_g\'s weights (saved as `params_ema`).')
