@@ -415,32 +415,3 @@ def test_runs_of_other_models_keep_basicsrs_logger_and_loop():
     assert basicsr.train.MessageLogger is MessageLogger and basicsr.train.build_model is build_model
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-
-class _MaskOfWorker(torch.utils.data.Dataset):
-    def __len__(self):
-        return 2
-
-    def __getitem__(self, index):
-        return torch.tensor(sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))
-
-
-def test_data_workers_start_with_the_stop_signals_held():
-    """Workers forked while the run is armed have SIGINT and SIGTERM blocked from their first instruction (a stop
-    sent to the whole process group then never kills one before it set its handlers); the main process gets them
-    back as they were, and a signal that came meanwhile is delivered, not lost."""
-    from mclir_basicsr.runs.interrupts import INTERRUPTS, held_while_forking
-    loader = torch.utils.data.DataLoader(_MaskOfWorker(), num_workers=1, batch_size=None)
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    INTERRUPTS.arm(_Model(), {})
-    try:
-        with held_while_forking():
-            batches = iter(loader)
-            os.kill(os.getpid(), signal.SIGTERM)  # held: the flag is not set yet
-            assert not INTERRUPTS.requested
-        assert INTERRUPTS.signum == signal.SIGTERM  # delivered on release
-        assert {signal.SIGINT, signal.SIGTERM} <= set(next(batches).tolist())
-        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
-    finally:
-        INTERRUPTS.disarm()
-    with held_while_forking():  # not armed: nothing is held
-        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])

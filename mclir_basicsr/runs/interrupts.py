@@ -16,7 +16,6 @@ temporary file removed, :func:`mclir_basicsr.io_utils.abort_saves`), the files s
 Launchers relay the signal they get to every worker (torchrun sends the same signal again, as ``srun`` does),
 so a second signal within :data:`RELAYED_WITHIN_S` seconds of the first counts as the same request.
 """
-import contextlib
 import os
 import signal
 import sys
@@ -32,15 +31,6 @@ RELAYED_WITHIN_S = 2.0
 
 class RunInterrupted(SystemExit):
     """The run stopped on a signal (its code: 128 + the signal's number); what was saved is in the log."""
-
-
-def _interrupted(signum):
-    """The exit of a run stopped by ``signum``. The launcher sends the signal to the data loader's workers too;
-    torch's SIGCHLD handler would report each one's end as a failure from the loader's clean-up at exit (a
-    traceback after the saved run's last line), so it is put back to the default first."""
-    if hasattr(signal, 'SIGCHLD'):
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    return RunInterrupted(128 + signum)
 
 
 class ValidationAbandoned(Exception):
@@ -111,7 +101,7 @@ class Interrupts:
             if rank == 0:
                 _stderr(f'{_name(signum)}: the final network is saved; stopping without the final validation.')
             self.disarm()
-            raise _interrupted(signum)
+            raise RunInterrupted(128 + signum)
         if self.signum is None:
             self.signum, self.received_at = signum, time.monotonic()
             if rank == 0:
@@ -124,7 +114,7 @@ class Interrupts:
             _stderr(f'second signal ({_name(signum)}): stopping now'
                     + (', the save under way is dropped' if self.saving else '')
                     + '; the files saved before are intact.')
-        stop = _interrupted(signum)
+        stop = RunInterrupted(128 + signum)
         io_utils.abort_saves(stop)
         self.disarm()  # a third signal meets the handlers found before the run
         raise stop
@@ -160,7 +150,7 @@ class Interrupts:
         if self.tb_logger is not None:
             self.tb_logger.close()
         self.disarm()
-        raise _interrupted(signum)
+        raise RunInterrupted(128 + signum)
 
     def training_ended(self):
         """The final network is saved: a stop requested meanwhile ends the run now, and one requested during the
@@ -175,29 +165,13 @@ class Interrupts:
             if dist_info()[0] == 0:
                 logger.warning(f'Interrupted by {_name(signum)} at the end of training: the final network is saved; '
                                'the final validation is skipped.')
-            raise _interrupted(signum)
+            raise RunInterrupted(128 + signum)
 
     # ------------------------------------------------------------------ validation
     def check_validation(self):
         """Inside a validation (before each image): abandon it when a stop was requested."""
         if self.armed and self.validating and self.signum is not None:
             raise ValidationAbandoned()
-
-
-@contextlib.contextmanager
-def held_while_forking():
-    """Ctrl-C and SIGTERM held (blocked, not lost) in the main thread of an armed run while the data loader starts
-    its workers: the workers inherit the blocked signals, so a stop meant for the whole process group (Ctrl-C, Slurm)
-    never kills one that has not yet set its own handlers; the main process gets the signal when it is released."""
-    if not (INTERRUPTS.armed and hasattr(signal, 'pthread_sigmask')
-            and threading.current_thread() is threading.main_thread()):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _agree(signum):

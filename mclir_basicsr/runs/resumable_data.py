@@ -10,7 +10,7 @@ import itertools
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
 
-from mclir_basicsr.runs.interrupts import INTERRUPTS, held_while_forking
+from mclir_basicsr.runs.interrupts import INTERRUPTS
 from mclir_basicsr.runs.resume import PROGRESS, set_rng_state
 
 
@@ -40,8 +40,7 @@ class _Resumable:
                 and isinstance(sampler, ResumableSampler):
             skip = pending['batches']
             sampler.skip = skip * self.ori_loader.batch_size
-        with held_while_forking():
-            self.loader = iter(self.ori_loader)
+        self.loader = iter(self.ori_loader)
         if pending and pending.get('rng') is not None:
             set_rng_state(pending['rng'])
         self.progress.start_epoch(epoch, skip)
