@@ -11,8 +11,8 @@ from pydantic import BeforeValidator, Field, create_model
 from torch.optim import lr_scheduler as torch_schedulers
 
 from mclir_basicsr.options import Finite, Section, expect
-from mclir_basicsr.preflight.sections import as_int
-from mclir_basicsr.validate import MCLIROptionError, did_you_mean
+from mclir_basicsr.preflight.sections import Count, as_int
+from mclir_basicsr.validate import MCLIROptionError, did_you_mean, is_number
 
 BASICSR_SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
 ALIASES = {'TrueCosineAnnealingLR': 'CosineAnnealingLR'}  # the official fork's (and NAFNet's) name
@@ -71,7 +71,7 @@ OPTIMIZER_BOUNDS.update(dict.fromkeys(('eps', 'weight_decay', 'momentum', 'dampe
 BETA, ANY_NUMBER = _number('a number in [0, 1)', ge=0, lt=1), _number('a number')
 # Iteration counts: what YAML reads as a string (T_max: 1e5) makes the scheduler fail at its first step, or never
 # match (milestones: [2e5]: the learning rate silently never decays). Integer-valued floats work as they are.
-Iterations = Annotated[int, BeforeValidator(as_int), Field(ge=1), expect('a positive integer', hint=True)]
+Iterations = Count
 Restart = Annotated[int, BeforeValidator(as_int), Field(ge=0), expect('an integer >= 0', hint=True)]
 SCHEDULER_BOUNDS = {'eta_min': _number('a number >= 0', ge=0), 'gamma': _number('a number > 0', gt=0)}
 SCHEDULER_BOUNDS.update(dict.fromkeys(('T_max', 'T_0', 'T_mult', 'step_size', 'total_iters', 'total_steps',
@@ -82,10 +82,6 @@ SCHEDULER_BOUNDS.update(
     restarts=Annotated[list[Restart], BeforeValidator(_listed), expect('a list of iterations')])
 # BasicSR's restart schedulers: one weight per restart (per period), or an AssertionError when they are built
 PER_RESTART = {'MultiStepLR': 'restarts', 'MultiStepRestartLR': 'restarts', 'CosineAnnealingRestartLR': 'periods'}
-
-
-def _is_numeric(default):
-    return isinstance(default, (int, float)) and not isinstance(default, bool)
 
 
 
@@ -114,10 +110,10 @@ def check_arguments(path, kind, cls, given, skip, bounds, pairs=False, required=
         default = param.default
         needed = key in required or default is param.empty
         field = Field(description=required.get(key, f'required by {kind}')) if needed else None
-        if key in bounds or _is_numeric(default):
+        if key in bounds or is_number(default):
             number = bounds.get(key, ANY_NUMBER)
             fields[key] = (Optional[number] if default is None else number, field)
-        elif isinstance(default, tuple) and default and all(_is_numeric(d) for d in default):
+        elif isinstance(default, tuple) and default and all(is_number(d) for d in default):
             size = Field(min_length=len(default), max_length=len(default)) if pairs else Field()
             item = BETA if key == 'betas' else ANY_NUMBER
             what = f'a list of {len(default) if pairs else "some"} numbers'
