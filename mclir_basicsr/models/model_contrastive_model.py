@@ -10,26 +10,28 @@ metrics, EMA, schedulers, logging and the checkpoint format are SRModel's. The m
   feed SPN and the uncertainty weights alike (one pass); the refresh of the negatives after the optimiser step;
 * the negatives (and their schedule) in the training state.
 
-Small collaborators do the rest: the step's precision, scaler and clipping (:mod:`.precision`), the non-finite
-and checkpoint guards and the network's scale check (:mod:`.guards`), padding and weight maps at test time
-(:mod:`.evaluation`), the adaptive refresh's tensorboard record (:mod:`.events`), torch's optimisers and
-schedulers by name (:mod:`.optim`); exact resume and an RNG-neutral validation (:mod:`mclir_basicsr.runs.resume`)
-and atomic saves (:mod:`mclir_basicsr.runs.saving`). GPU option files on a CPU: :func:`cpu_without_cuda`.
+Here too: padding to the window size and the uncertainty weight maps at test time, and the adaptive refresh's
+tensorboard record (:class:`RefreshEvents`). Small collaborators do the rest: the step's precision, scaler and
+clipping (:mod:`.precision`), the non-finite and checkpoint guards and the network's scale check
+(:mod:`.guards`), torch's optimisers and schedulers by name (:mod:`.optim`); exact resume and an RNG-neutral
+validation (:mod:`mclir_basicsr.runs.resume`) and atomic saves (:mod:`mclir_basicsr.runs.saving`). GPU option
+files on a CPU: :func:`cpu_without_cuda`.
 """
+import atexit
 import contextlib
+import os
 from collections import OrderedDict
 
 import torch
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger
+from basicsr.utils import get_root_logger, imwrite
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from mclir_basicsr.history import AdaptiveRefresh, NegativePool
 from mclir_basicsr.ignored_options import ignored_options
-from mclir_basicsr.models import evaluation
 from mclir_basicsr.models.compiling import compile_negatives, compile_network, compiled_forward
-from mclir_basicsr.models.events import RefreshEvents
 from mclir_basicsr.models.guards import (  # noqa: F401  (the errors: part of this module's API)
     CheckpointGuardMixin,
     CheckpointMismatchError,
@@ -44,6 +46,53 @@ from mclir_basicsr.preflight.optim import check_optim
 from mclir_basicsr.registration import component
 from mclir_basicsr.runs.resume import ExactResumeMixin
 from mclir_basicsr.runs.saving import AtomicSaveMixin
+
+
+# ---------------------------------------------------------------------------- evaluation helpers
+def pad_to_multiple(x, multiple):
+    """(x reflect-padded at the bottom and right to a multiple of ``multiple``, its (h, w) before)."""
+    h, w = x.shape[-2:]
+    if multiple > 1:
+        x = F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), 'reflect')
+    return x, (h, w)
+
+
+def crop_to(y, size, scale):
+    """The output of a padded input, cropped to ``scale`` times the input's (h, w)."""
+    return y[..., :size[0] * scale, :size[1] * scale]
+
+
+def save_weight_map(weights, cap, visualization_dir, lq_path, current_iter):
+    """Write a (H, W) weight map in [0, cap] as ``<image>/<image>_<iter>_uncertainty.png`` (0..255)."""
+    img = (weights / cap * 255).round().byte().cpu().numpy()
+    name = os.path.splitext(os.path.basename(lq_path or 'image'))[0]
+    imwrite(img, os.path.join(visualization_dir, name, f'{name}_{current_iter}_uncertainty.png'))
+
+
+class RefreshEvents:
+    """The adaptive refresh's record in the run's tensorboard folder: every step's statistic
+    (``negatives/statistic``) and every refresh (``negatives/refreshed``, the negative's index), not only BasicSR's
+    ``print_freq`` samples of the log. Rank 0 only, and only for runs that log to tensorboard as BasicSR does: a
+    SummaryWriter in BasicSR's ``tb_logger/<name>`` folder, opened at the first event."""
+
+    def __init__(self, opt):
+        logger_opt = opt.get('logger') or {}
+        self.folder = None
+        if (logger_opt.get('use_tb_logger') and 'debug' not in opt['name'] and opt.get('rank', 0) == 0
+                and 'root_path' in opt):
+            self.folder = os.path.join(opt['root_path'], 'tb_logger', opt['name'])
+        self._writer = None
+
+    def write(self, statistic, refreshed, current_iter):
+        if self.folder is None:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # only runs that log to tensorboard pay for it
+            self._writer = SummaryWriter(self.folder, filename_suffix='.mclir', flush_secs=10)
+            atexit.register(self._writer.close)
+        self._writer.add_scalar('negatives/statistic', statistic, current_iter)
+        for k in refreshed:
+            self._writer.add_scalar('negatives/refreshed', k, current_iter)
 
 
 def micro_batches(total, accumulate):
@@ -332,15 +381,15 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
     def test(self):
         """SRModel's test, the input padded to a multiple of ``network_g.window_size`` (as SwinIRModel)."""
         lq = self.lq
-        self.lq, size = evaluation.pad_to_multiple(lq, int(self.opt['network_g'].get('window_size') or 1))
+        self.lq, size = pad_to_multiple(lq, int(self.opt['network_g'].get('window_size') or 1))
         scale = self.opt.get('scale', 1)
         try:
             super().test()
-            self.output = evaluation.crop_to(self.output, size, scale)
+            self.output = crop_to(self.output, size, scale)
             if getattr(self, '_map_iter', None) is not None:
-                negs = evaluation.crop_to(self.negatives(self.lq), size, scale)
+                negs = crop_to(self.negatives(self.lq), size, scale)
                 weights = self.cri_uncertainty.weights(self.output, negs)[0, 0]
-                evaluation.save_weight_map(weights, self.cri_uncertainty.cap, self.opt['path']['visualization'],
+                save_weight_map(weights, self.cri_uncertainty.cap, self.opt['path']['visualization'],
                                            self._lq_path, self._map_iter)
         finally:
             self.lq = lq
