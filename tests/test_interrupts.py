@@ -1,6 +1,7 @@
 """Runs that lose nothing: Ctrl-C / SIGTERM save a resumable state (one process and 2 gloo ranks), a second signal
 aborts the save, a failed save stops the run, training states cannot run code, and the log of an add-on run gives
 the speed, peak memory and learning rate."""
+import gc
 import os
 import pickle
 import signal
@@ -138,6 +139,91 @@ def test_sigterm_to_every_process_with_dataloader_workers_saves(workdir, data_x2
     assert proc.returncode == 143 and 'Traceback' not in text, text[-3000:]
     saved = max(int(p.stem) for p in states.glob('*.state'))
     assert f'after iteration {saved}: saved the training state {states / f"{saved}.state"}' in text
+
+
+class _Dispositions(torch.utils.data.Dataset):
+    """Each item: whether SIGINT and SIGTERM are ignored in the worker, and the loader's own init function ran."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return torch.tensor([signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+                             signal.getsignal(signal.SIGTERM) == signal.SIG_IGN, os.environ.get('INIT') == 'ran'])
+
+
+def _set_init_ran(worker_id):
+    os.environ['INIT'] = 'ran'
+
+
+def test_prefetcher_workers_ignore_the_stop_signals_from_their_init_function():
+    from mclir_basicsr.runs.resumable_data import ResumableCPUPrefetcher
+    loader = torch.utils.data.DataLoader(_Dispositions(), batch_size=2, num_workers=2, worker_init_fn=_set_init_ran)
+    prefetcher = ResumableCPUPrefetcher(loader)
+    for _ in range(2):  # a second epoch: wrapped once, the loader's own init function still runs
+        prefetcher.reset()
+        batches = [prefetcher.next(), prefetcher.next()]
+        assert prefetcher.next() is None and all(bool(b.all()) for b in batches)
+    assert loader.worker_init_fn.args == (_set_init_ran,)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the main process is untouched
+
+
+class _KilledByTheStop(torch.utils.data.Dataset):
+    """Once ``kill`` is set (in the workers forked after that), the stop signal reaching the main process, then a
+    worker that dies of it (as one forked just before a process group's SIGTERM, before its init function ran)."""
+    kill = False
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        if not self.kill:
+            return torch.zeros(1)
+        time.sleep(0.5)  # the main process waits for this batch
+        os.kill(os.getppid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _DeadWorkersLoader:
+    batch_size, worker_init_fn, sampler, dead = 1, None, None, False
+
+    def __iter__(self):
+        if not self.dead:
+            return iter(())
+        raise RuntimeError('DataLoader worker (pid 1234) is killed by signal: Terminated.')
+
+
+@pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')  # torch's report from __del__
+def test_a_worker_killed_by_the_stop_signal_stops_the_run_as_asked(tmp_path):
+    from mclir_basicsr.runs.interrupts import INTERRUPTS, RunInterrupted
+    from mclir_basicsr.runs.resumable_data import ResumableCPUPrefetcher
+    opt = {'path': {'training_states': str(tmp_path), 'models': str(tmp_path)}, 'dist': False}
+    INTERRUPTS.arm(_Model(), opt)
+    try:
+        INTERRUPTS.begin(0)
+        loader = torch.utils.data.DataLoader(_KilledByTheStop(), batch_size=1, num_workers=1)
+        prefetcher = ResumableCPUPrefetcher(loader)  # BasicSR's prefetcher starts workers when it is built
+        loader.dataset.kill = True
+        prefetcher.reset()
+        with pytest.raises(RunInterrupted) as stop:  # not torch's "DataLoader worker ... killed by signal"
+            prefetcher.next()
+        assert stop.value.code == 143
+        del prefetcher, loader
+        gc.collect()  # the iterator with the dead worker is gone without a report
+
+        dead = ResumableCPUPrefetcher(_DeadWorkersLoader())
+        dead.ori_loader.dead = True
+        with pytest.raises(RuntimeError, match='killed by signal'):
+            dead.reset()  # no stop asked: the error stands
+        INTERRUPTS.arm(_Model(), opt)
+        INTERRUPTS.begin(0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        dead.reset()  # the stop asked: it comes at the next request for a batch
+        with pytest.raises(RunInterrupted):
+            dead.next()
+    finally:
+        INTERRUPTS.disarm()
 
 
 class _Model:

@@ -5,6 +5,7 @@ LR/HR size mismatch names no file: datasets built by the pipelines of an add-on 
 :class:`NamedDataErrors`, which re-raises loading errors as :class:`DataLoadError` naming the sample's files
 (the dataset's own class is untouched).
 """
+import functools
 import signal
 import sys
 
@@ -36,14 +37,31 @@ def _size(image):
 _WORKER_SIGNALS = []  # set once the signals of this DataLoader worker process are ignored
 
 
-def _leave_stops_to_the_main_process():
+def leave_stops_to_the_main_process():
     """In a DataLoader worker: ignore SIGINT and SIGTERM. Ctrl-C reaches the whole process group and Slurm signals
     every process of a job step; a worker killed by SIGTERM makes the main process fail at once ("DataLoader worker
-    exited unexpectedly") before it can save its state. The main process stops the run
+    is killed by signal") before it can save its state. The main process stops the run
     (:mod:`mclir_basicsr.runs.interrupts`); its workers end with it."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-    _WORKER_SIGNALS.append(True)
+    if not _WORKER_SIGNALS:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+        _WORKER_SIGNALS.append(True)
+
+
+def _init_worker(init_fn, worker_id):
+    leave_stops_to_the_main_process()
+    if init_fn is not None:
+        init_fn(worker_id)
+
+
+def ignoring_stops(loader):
+    """``loader`` with workers that ignore SIGINT / SIGTERM from their ``worker_init_fn`` on, the earliest hook
+    torch gives (its own worker set-up, a few lines before, makes SIGTERM fatal). A partial of module functions:
+    picklable for spawned workers."""
+    init_fn = loader.worker_init_fn
+    if getattr(init_fn, 'func', None) is not _init_worker:
+        loader.worker_init_fn = functools.partial(_init_worker, init_fn)
+    return loader
 
 
 class NamedDataErrors(Dataset):
@@ -61,8 +79,8 @@ class NamedDataErrors(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        if not _WORKER_SIGNALS and get_worker_info() is not None:
-            _leave_stops_to_the_main_process()
+        if not _WORKER_SIGNALS and get_worker_info() is not None:  # a loader not built by a prefetcher
+            leave_stops_to_the_main_process()
         try:
             sample = self.dataset[index]
         except Exception as e:

@@ -6,11 +6,14 @@ skips the samples already used (instantly, nothing is loaded) and the RNG states
 training state are restored right after the data iterator is created, before any batch is drawn.
 """
 import itertools
+import traceback
 
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
-from mclir_basicsr.runs.interrupts import INTERRUPTS
+from mclir_basicsr.runs.data_errors import ignoring_stops
+from mclir_basicsr.runs.interrupts import INTERRUPTS, RunInterrupted
 from mclir_basicsr.runs.resume import PROGRESS, set_rng_state
 
 
@@ -27,9 +30,37 @@ class ResumableSampler(EnlargedSampler):
         return itertools.islice(indices, skip, None)
 
 
+def _shut_down(iterator):
+    """Shut a loader iterator's workers down now rather than when it is collected. During a stop, a worker that died
+    of the signal is reported by torch at every SIGCHLD until its iterator is shut down (at exit: a traceback from
+    the iterator's ``__del__``): here the report is the stop's, not an error."""
+    if isinstance(iterator, _MultiProcessingDataLoaderIter):
+        try:
+            iterator._shutdown_workers()
+        except RuntimeError:
+            if not INTERRUPTS.requested:
+                raise  # torch forgets the iterator's workers all the same (its ``finally``)
+
+
+def _killed_by_the_stop(error):
+    """A worker forked as the stop signal reached the process group died of it before it could ignore it (torch's
+    worker set-up makes SIGTERM fatal until ``worker_init_fn``): the run stops as asked, not on this error, and the
+    iterator the error came from is shut down."""
+    if not (INTERRUPTS.requested and 'DataLoader worker' in str(error)):
+        return False
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if isinstance(frame.f_locals.get('self'), _MultiProcessingDataLoaderIter):
+            _shut_down(frame.f_locals['self'])
+            break
+    return True
+
+
 class _Resumable:
     """Mixin for BasicSR's prefetchers: counts batches, applies a resume request on the first reset."""
     progress = PROGRESS
+
+    def __init__(self, loader, *args, **kwargs):
+        super().__init__(ignoring_stops(loader), *args, **kwargs)
 
     def _start_epoch(self):
         sampler = getattr(self.ori_loader, 'sampler', None)
@@ -40,7 +71,14 @@ class _Resumable:
                 and isinstance(sampler, ResumableSampler):
             skip = pending['batches']
             sampler.skip = skip * self.ori_loader.batch_size
-        self.loader = iter(self.ori_loader)
+        if self.loader is not getattr(self.ori_loader, '_iterator', None):  # persistent workers: the loader's own
+            _shut_down(self.loader)  # the last epoch's workers (or those BasicSR's prefetcher started when built)
+        try:
+            self.loader = iter(self.ori_loader)
+        except RuntimeError as e:
+            if not _killed_by_the_stop(e):
+                raise
+            self.loader = iter(())  # the stop comes at the next request for a batch, before any batch is drawn
         if pending and pending.get('rng') is not None:
             set_rng_state(pending['rng'])
         self.progress.start_epoch(epoch, skip)
@@ -51,6 +89,21 @@ class _Resumable:
             INTERRUPTS.count()
         return batch
 
+    def _next(self, draw):
+        try:
+            self._poll()
+            try:
+                return self._count(draw())
+            except RuntimeError as e:
+                # Alone, nothing has changed since the poll above: its stop saves the same state. Under DDP the
+                # other ranks are already in the iteration, so the error stands (the last periodic save is intact).
+                if not _killed_by_the_stop(e) or INTERRUPTS.opt.get('dist'):
+                    raise
+                INTERRUPTS.stop(INTERRUPTS.signum, self.progress.epoch)
+        except RunInterrupted:
+            _shut_down(self.loader)
+            raise
+
     def _poll(self):
         """Where a Ctrl-C / SIGTERM stops the run: before the next batch is drawn, the state of the data and the
         RNGs is the one a periodic save of the iteration just run holds (:mod:`.interrupts`)."""
@@ -59,8 +112,7 @@ class _Resumable:
 
 class ResumableCPUPrefetcher(_Resumable, CPUPrefetcher):
     def next(self):
-        self._poll()
-        return self._count(super().next())
+        return self._next(super().next)
 
     def reset(self):
         self._start_epoch()
@@ -68,9 +120,13 @@ class ResumableCPUPrefetcher(_Resumable, CPUPrefetcher):
 
 class ResumableCUDAPrefetcher(_Resumable, CUDAPrefetcher):
     def next(self):
-        self._poll()
-        return self._count(super().next())
+        return self._next(super().next)
 
     def reset(self):
         self._start_epoch()
-        self.preload()
+        try:
+            self.preload()
+        except RuntimeError as e:
+            if not _killed_by_the_stop(e):
+                raise
+            self.batch = None
