@@ -119,9 +119,29 @@ def check_option_file(argv):
             raise
         return  # not known to be an add-on run: BasicSR reports it as it always has
     name = option_file.model_type(text)
+    _check_addon_model_name(path, name)
     addon = opted_in() or (name is not None and owner('model', name) == 'mclir_basicsr')
     if addon or _runs_allowed():
         option_file.check_option_file(path, duplicates=addon, sections=addon, text=text)
+
+
+def _check_addon_model_name(path, name):
+    """A ``model_type`` registered by nobody but close to one of the add-on's models is a misspelt add-on run, which
+    BasicSR would end with a KeyError traceback after creating the run's folders: named here in one line instead
+    (any other unregistered name is left to BasicSR, as it always was)."""
+    import difflib
+
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    from mclir_basicsr.registration import owner
+    from mclir_basicsr.validate import MCLIROptionError
+    if name is None or owner('model', name) is not None:
+        return
+    ours = [n for n, _ in MODEL_REGISTRY if owner('model', n) == 'mclir_basicsr']
+    close = difflib.get_close_matches(name, ours, n=1, cutoff=0.8)
+    if close:
+        raise MCLIROptionError(f'model_type: {name!r} is not a registered model (did you mean {close[0]!r}?) '
+                               f'({path})')
 
 
 def _note_names_of_others(opt):

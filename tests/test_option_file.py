@@ -61,6 +61,12 @@ SHAPES = [
     (TOP + 'logger: 100\n', r'^logger: expected a mapping, e\.g\. .*, got 100 \({f}:6\)$'),
     (TOP + 'train: true\n', r'^train: expected a mapping, e\.g\. .*, got true'),
     (TOP + 'manual_seed: 1.5\n', r'^manual_seed: expected an integer or null, got 1\.5'),
+    (TOP.replace('name: x', 'name: 123'), r"^name: expected a name for the run .* in quotes, got 123 \({f}:1\)$"),
+    (TOP.replace('  train:', '  1:'), r'^datasets\.1: expected a phase name as the key .*, got 1 \({f}:4\)$'),
+    (TOP.replace('{type: PairedImageDataset}', '{type: PairedImageDataset, dataroot_gt: 5}'),
+     r'^datasets\.train\.dataroot_gt: expected a path \(or null\), got 5 \({f}:4\)$'),
+    (TOP.replace('{resume_state: null}', '{pretrain_network_g: [a.pth]}'),
+     r'^path\.pretrain_network_g: expected a path \(or null\), got a list \({f}:5\)$'),
 ]
 
 
@@ -76,6 +82,9 @@ def test_what_parse_options_reads(tmp_path, text, message):
 def test_nulls_left_to_later_checks(tmp_path):
     path = tmp_path / 'opt.yml'
     path.write_text(TOP + 'val: ~\nnetwork_d: null\nmanual_seed: null\nnum_gpu_extra: 1\n')
+    check_option_file(str(path), sections=True)
+    path.write_text(TOP.replace('name: x', "name: '123'").replace('{resume_state: null}', '{resume_state: ~/a.state, '
+                                                                   'pretrain_network_g: null, models: 5}'))
     check_option_file(str(path), sections=True)
     path.write_text(TOP.replace('num_gpu: 0', 'num_gpu: auto'))
     check_option_file(str(path), sections=True)
@@ -127,13 +136,16 @@ def test_through_basicsr_scripts_and_entry_points(tmp_path):
     (tmp_path / 'tab.yml').write_text(text.replace('\n  ', '\n\t', 1))
     (tmp_path / 'empty.yml').write_text('')
     write_yaml(tmp_path / 'list.yml', dict(opt, val=[{'val_freq': 1}]))
+    write_yaml(tmp_path / 'typo.yml', dict(opt, model_type='ModelContrastivModel'))  # BasicSR: KeyError, late
     for cmd, _ in _entry_points():
         for name, pattern in (('dup.yml', 'dup.yml:'), ('tab.yml', 'a tab in the indentation'),
                               ('empty.yml', 'empty.yml: empty'), ('gone.yml', 'gone.yml: no such option file'),
-                              ('list.yml', 'val: expected a mapping, e.g. {val_freq')):
+                              ('list.yml', 'val: expected a mapping, e.g. {val_freq'),
+                              ('typo.yml', "model_type: 'ModelContrastivModel' is not a registered model (did you "
+                                           "mean 'ModelContrastiveModel'?) (typo.yml)")):
             proc = run(cmd + ['-opt', name], cwd=tmp_path, check=False)
             _one_line_error(proc, pattern)
-    assert sorted(os.listdir(tmp_path)) == ['data', 'dup.yml', 'empty.yml', 'list.yml', 'tab.yml']  # nothing written
+    assert sorted(os.listdir(tmp_path)) == ['data', 'dup.yml', 'empty.yml', 'list.yml', 'tab.yml', 'typo.yml']
 
 
 def test_another_programs_duplicate_keys_load_as_before(tmp_path):

@@ -534,6 +534,8 @@ PSNR = {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}
      r"^train\.pixel_opt\.loss_wieght: not an argument of L1Loss .*\(did you mean 'loss_weight'\?\)$"),
     (_train(pixel_opt={'type': 'L1Loss', 'loss_weight': '1'}), r"^train\.pixel_opt\.loss_weight: expected a number"),
     (_train(pixel_opt=['L1Loss']), r'^train\.pixel_opt: expected a mapping, e\.g\. \{type: L1Loss'),
+    (_train(pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'avg'}),
+     r"^train\.pixel_opt: L1Loss refuses these arguments: Unsupported reduction mode: avg\. Supported ones are"),
     (_train(perceptual_opt={'type': 'PerceptualLoss', 'layer_weights': {'conv5_4': 1}, 'vgg_typ': 'vgg19'}),
      r"^train\.perceptual_opt\.vgg_typ: not an argument of PerceptualLoss .*did you mean 'vgg_type'"),
     (_train(fft_opt={'loss_weight': 1}), r'^train\.fft_opt\.type: not set \(expected the name of a registered loss'),

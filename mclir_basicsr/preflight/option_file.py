@@ -124,9 +124,18 @@ def _fail(path, key, node, expected, line):
     return PreflightError(f'{key}: expected {expected}, got {_shown(node)} ({path}:{line + 1})')
 
 
+def _check_paths(path, prefix, section, read):
+    """The keys of ``section`` for which ``read(key)`` is true are paths that BasicSR's ``parse_options`` expands
+    with ``os.path.expanduser``: null or a string (a number or a list is a TypeError from inside it)."""
+    for key, node in section.value if isinstance(section, yaml.MappingNode) else ():
+        if isinstance(key, yaml.ScalarNode) and read(key.value) and node.tag not in (STR_TAG, NULL_TAG):
+            raise _fail(path, f'{prefix}.{key.value}', node, 'a path (or null)', key.start_mark.line)
+
+
 def _check_top_level(path, root):
     """What BasicSR's ``parse_options`` reads before the add-on's checks can run: the sections a run reads given as
-    mappings, and ``name``, ``num_gpu``, ``manual_seed``, ``datasets`` and ``path`` as it needs them."""
+    mappings, and ``name``, ``num_gpu``, ``manual_seed``, ``datasets`` (phases, data roots) and ``path`` (the files
+    a run loads) as it needs them."""
     top = {key.value: (value, key.start_mark.line) for key, value in root.value if isinstance(key, yaml.ScalarNode)}
     for key, expected in REQUIRED.items():
         if key not in top:
@@ -136,12 +145,18 @@ def _check_top_level(path, root):
             if node.tag != NULL_TAG or key in REQUIRED:
                 raise _fail(path, key, node, f'a mapping, e.g. {MAPPINGS[key]}', line)
     for phase, node in top['datasets'][0].value:
+        if phase.tag != STR_TAG:
+            raise _fail(path, f'datasets.{phase.value}', phase, 'a phase name as the key (train, val, val_1, '
+                        'test_1, ...)', phase.start_mark.line)
         if not isinstance(node, yaml.MappingNode):
             raise _fail(path, f'datasets.{phase.value}', node, 'a mapping, e.g. {type: PairedImageDataset, ...}',
                         phase.start_mark.line)
+        _check_paths(path, f'datasets.{phase.value}', node, lambda key: key in ('dataroot_gt', 'dataroot_lq'))
+    _check_paths(path, 'path', top['path'][0], lambda key: 'resume_state' in key or 'pretrain_network' in key)
     (name, line), (num_gpu, gpu_line) = top['name'], top['num_gpu']
-    if not isinstance(name, yaml.ScalarNode) or name.tag == NULL_TAG or not name.value:
-        raise _fail(path, 'name', name, REQUIRED['name'], line)
+    if not isinstance(name, yaml.ScalarNode) or name.tag != STR_TAG or not name.value:
+        raise _fail(path, 'name', name, REQUIRED['name'] + (' in quotes' if isinstance(name, yaml.ScalarNode) and
+                                                             name.tag != NULL_TAG else ''), line)
     if not isinstance(num_gpu, yaml.ScalarNode) or (num_gpu.tag != INT_TAG and num_gpu.value != 'auto') or \
             num_gpu.value.startswith('-'):
         raise _fail(path, 'num_gpu', num_gpu, 'an integer >= 0 (0: the CPU) or auto', gpu_line)

@@ -255,6 +255,9 @@ def check_datasets(opt, is_train):
 # --------------------------------------------------------------------------- losses and metrics
 ADDON_LOSSES = ('spn_opt', 'cr_opt', 'uncertainty_opt')  # the add-on's own (mclir_basicsr.options)
 LOSS_EXAMPLE = '{type: L1Loss, loss_weight: 1.0, reduction: mean}'
+# BasicSR's losses built in an instant (no weights, unlike PerceptualLoss next to them): built once here to check
+CHEAP_LOSSES = {f'basicsr.losses.basic_loss.{name}' for name in ('L1Loss', 'MSELoss', 'CharbonnierLoss',
+                                                                  'WeightedTVLoss')}
 METRIC_INPUTS = ('img', 'img2')  # what BasicSR's calculate_metric passes itself
 
 
@@ -296,7 +299,13 @@ def check_losses(train):
         path = f'train.{key}'
         mapping(path, section, LOSS_EXAMPLE)
         loss = registry.loss(f'{path}.type', section.get('type'))
-        check_arguments(path, _owner(loss), loss, {k: v for k, v in section.items() if k != 'type'})
+        arguments = {k: v for k, v in section.items() if k != 'type'}
+        check_arguments(path, _owner(loss), loss, arguments)
+        if f'{loss.__module__}.{loss.__qualname__}' in CHEAP_LOSSES:  # what its constructor checks (reduction: avg)
+            try:
+                loss(**arguments)
+            except ValueError as e:
+                raise MCLIROptionError(f'{path}: {loss.__name__} refuses these arguments: {e}') from None
 
 
 def check_metrics(metrics):
