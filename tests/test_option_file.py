@@ -60,7 +60,8 @@ SHAPES = [
     (TOP + 'val:\n  - val_freq: 1\n', r'^val: expected a mapping, e\.g\. .*, got a list \({f}:6\)$'),
     (TOP + 'logger: 100\n', r'^logger: expected a mapping, e\.g\. .*, got 100 \({f}:6\)$'),
     (TOP + 'train: true\n', r'^train: expected a mapping, e\.g\. .*, got true'),
-    (TOP + 'manual_seed: 1.5\n', r'^manual_seed: expected an integer or null, got 1\.5'),
+    (TOP + 'manual_seed: 1.5\n', r'^manual_seed: expected an integer in \[0, 2\*\*32 - 1\] or null, got 1\.5'),
+    (TOP + 'manual_seed: -1\n', r'^manual_seed: expected an integer in \[0, 2\*\*32 - 1\] or null, got -1'),
     (TOP.replace('name: x', 'name: 123'), r"^name: expected a name for the run .* in quotes, got 123 \({f}:1\)$"),
     (TOP.replace('  train:', '  1:'), r'^datasets\.1: expected a phase name as the key .*, got 1 \({f}:4\)$'),
     (TOP.replace('{type: PairedImageDataset}', '{type: PairedImageDataset, dataroot_gt: 5}'),
@@ -82,6 +83,8 @@ def test_what_parse_options_reads(tmp_path, text, message):
 def test_nulls_left_to_later_checks(tmp_path):
     path = tmp_path / 'opt.yml'
     path.write_text(TOP + 'val: ~\nnetwork_d: null\nmanual_seed: null\nnum_gpu_extra: 1\n')
+    check_option_file(str(path), sections=True)
+    path.write_text(TOP + 'manual_seed: 4294967295\n')
     check_option_file(str(path), sections=True)
     path.write_text(TOP.replace('name: x', "name: '123'").replace('{resume_state: null}', '{resume_state: ~/a.state, '
                                                                    'pretrain_network_g: null, models: 5}'))

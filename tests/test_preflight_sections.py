@@ -524,6 +524,13 @@ def _logger(**changes):
     return opt
 
 
+def _single_val(**changes):
+    opt = _val(**changes)
+    opt['datasets']['val'] = {'type': 'SingleImageDataset', 'name': 'lq only', 'dataroot_lq': 'lq',
+                              'io_backend': {'type': 'disk'}}
+    return opt
+
+
 PSNR = {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}
 
 
@@ -553,6 +560,12 @@ PSNR = {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}
     (_val(metrics={'psnr': dict(PSNR, crop_border='2')}), r"^val\.metrics\.psnr\.crop_border: expected an integer"),
     (_val(metrics={'psnr': dict(PSNR, better='more')}), r"^val\.metrics\.psnr\.better: expected one of higher, lower"),
     (_val(metrics={'psnr': dict(PSNR, img2=1)}), r'^val\.metrics\.psnr\.img2: set, but the model passes the images'),
+    (_val(metrics={'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_chanel': True}}),
+     r"^val\.metrics\.psnr\.test_y_chanel: not an argument of calculate_psnr .*\(did you mean 'test_y_channel'\?\); "
+     r'it would be ignored \(arguments: crop_border, input_order, test_y_channel\)$'),
+    (_val(metrics={'psnr': dict(PSNR, crop=4)}), r'^val\.metrics\.psnr\.crop: not an argument of calculate_psnr'),
+    (_single_val(metrics={'psnr': PSNR}), r'^val\.metrics\.psnr: calculate_psnr .* compares the output with GT, but '
+                                          r'datasets\.val gives no GT image \(SingleImageDataset\)'),
     (_logger(print_freq=0), r'^logger\.print_freq: expected a positive integer, got 0$'),
     (_logger(save_checkpoint_freq='5e3'), r"^logger\.save_checkpoint_freq: expected a positive integer, got '5e3'"),
     (_logger(save_checkpoint_freq=DROP), r'^logger\.save_checkpoint_freq: not set'),
@@ -597,6 +610,7 @@ def test_accepted_losses_val_logger():
           _train(pixel_opt={'type': 'CharbonnierLoss', 'loss_weight': 1, 'eps': 1e-12}),
           _val(metrics=None), _val(metrics={'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'better': 'higher'}}),
           _val(val_freq=5000.0, pbar=True), dict(base(), val=None),
+          _single_val(metrics={'niqe': {'type': 'calculate_niqe', 'crop_border': 0, 'better': 'lower'}}),
           _logger(use_tb_logger=True, wandb={'project': None, 'resume_id': None}),
           dict(base(), network_d={'type': 'VGGStyleDiscriminator', 'num_in_ch': 3, 'num_feat': 8})]
     for opt in ok:

@@ -161,8 +161,9 @@ def _check_top_level(path, root):
             num_gpu.value.startswith('-'):
         raise _fail(path, 'num_gpu', num_gpu, 'an integer >= 0 (0: the CPU) or auto', gpu_line)
     seed, line = top.get('manual_seed', (None, 0))
-    if seed is not None and not (isinstance(seed, yaml.ScalarNode) and seed.tag in (INT_TAG, NULL_TAG)):
-        raise _fail(path, 'manual_seed', seed, 'an integer or null', line)
+    if seed is not None and not (isinstance(seed, yaml.ScalarNode) and (seed.tag == NULL_TAG or (
+            seed.tag == INT_TAG and 0 <= yaml.safe_load(seed.value) < 2 ** 32))):  # numpy's and torch's range
+        raise _fail(path, 'manual_seed', seed, 'an integer in [0, 2**32 - 1] or null', line)
 
 
 def check_option_file(path, duplicates=True, sections=False, text=None):

@@ -87,3 +87,9 @@ def crops_pairs(cls):
     from basicsr.data.realesrgan_paired_dataset import RealESRGANPairedDataset
     return any(getattr(cls, '__init__', None) is base.__init__ and getattr(cls, '__getitem__', None) is
                base.__getitem__ for base in (PairedImageDataset, RealESRGANPairedDataset))
+
+
+def gives_no_gt(cls):
+    """True for BasicSR's ``SingleImageDataset`` (and subclasses that keep its ``__getitem__``): LQ images only."""
+    from basicsr.data.single_image_dataset import SingleImageDataset
+    return getattr(cls, '__getitem__', None) is SingleImageDataset.__getitem__

@@ -308,9 +308,12 @@ def check_losses(train):
                 raise MCLIROptionError(f'{path}: {loss.__name__} refuses these arguments: {e}') from None
 
 
-def check_metrics(metrics):
+def check_metrics(metrics, without_gt=()):
     """``val.metrics``: null, or a mapping of names to METRIC_REGISTRY types with the arguments the function takes
-    besides the two images (BasicSR's ``calculate_metric`` passes every other key, ``better`` included)."""
+    besides the two images (BasicSR's ``calculate_metric`` passes every other key, ``better`` included). A key the
+    function would swallow with its ``**kwargs`` is named when it is close to one of its arguments, and always for
+    BasicSR's own metrics, which ignore them (``test_y_chanel: true`` would measure on RGB). ``without_gt``: the
+    validation phases whose dataset gives no GT, where a metric that compares with GT cannot run."""
     if metrics is None:
         return
     mapping('val.metrics', metrics, '{psnr: {type: calculate_psnr, crop_border: 4, test_y_channel: true}}')
@@ -328,6 +331,23 @@ def check_metrics(metrics):
         if section.get('better', 'higher') not in ('higher', 'lower'):
             raise MCLIROptionError(f'{path}.better: expected one of higher, lower; got {section["better"]!r}'
                                    f'{did_you_mean(section["better"], ("higher", "lower"))}')
+        if sig is not None:
+            _check_swallowed(path, metric, sig, arguments)
+        if 'img2' in passed and without_gt:
+            phase = without_gt[0]
+            raise MCLIROptionError(f'{path}: {_owner(metric)} compares the output with GT, but datasets.{phase} '
+                                   'gives no GT image (SingleImageDataset); use a paired dataset there, or only '
+                                   'no-reference metrics (calculate_niqe)')
+
+
+def _check_swallowed(path, metric, sig, arguments):
+    named = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and n not in METRIC_INPUTS]
+    for key in arguments:
+        hint = did_you_mean(key, named)
+        if key not in named and key != 'better' and (hint or metric.__module__.startswith('basicsr.')):
+            raise MCLIROptionError(f'{path}.{key}: not an argument of {_owner(metric)}{hint}; it would be ignored '
+                                   f'(arguments: {", ".join(named)})')
 
 
 def check_sections(opt, is_train):
@@ -354,7 +374,9 @@ def check_sections(opt, is_train):
                                    'metrics: {...}})')
     else:
         Val.parse(opt['val'], context={'is_train': is_train})
-        check_metrics(opt['val'].get('metrics'))
+        without_gt = [str(phase) for phase, dataset in opt['datasets'].items() if phase != 'train' and
+                      registry.gives_no_gt(registry.dataset_class(dataset.get('type')))]
+        check_metrics(opt['val'].get('metrics'), without_gt)
     Paths.parse(opt.get('path'))
     if opt.get('dist_params') is not None:
         DistParams.parse(opt['dist_params'])
