@@ -156,6 +156,16 @@ def test_unreadable_pretrain_network_is_named(tmp_path, data_x2):
     check_paths(opt)
 
 
+def test_a_test_run_without_weights_is_said(data_x2, capsys):
+    opt = _opt(data_x2)
+    opt.update(is_train=False, path={'pretrain_network_g': None})
+    check_paths(opt)
+    assert capsys.readouterr().err == ('mclir-basicsr: warning: path.pretrain_network_g is not set: this test run '
+                                       'evaluates a randomly initialised network_g\n')
+    check_paths(dict(opt, is_train=True))  # training from scratch: nothing to say
+    assert capsys.readouterr().err == ''
+
+
 def _fake_run(tmp_path, iters, damaged=()):
     """experiments-like folders with states and checkpoints at ``iters``; ``damaged`` files cut in half."""
     states, models = tmp_path / 'training_states', tmp_path / 'models'

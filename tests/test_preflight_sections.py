@@ -347,8 +347,12 @@ def test_phases_of_a_training_run():
     opt = base()
     opt['datasets']['val']['type'] = 'SingleImageDatset'
     assert "datasets.val.type: 'SingleImageDatset' is not a registered dataset" in rejected(opt)
-    test_run = parsed(test_options('t', 'data', None), False)  # phases of a test run: any name
+    test_run = parsed(test_options('t', 'data', None), False)  # phases of a test run: any name but train
     check_sections(test_run, False)
+    test_run['datasets']['train'] = test_run['datasets'].pop(next(iter(test_run['datasets'])))
+    with pytest.raises(MCLIROptionError, match=r'^datasets\.train: a test run tests every phase, but BasicSR builds '
+                                               r'one named train with its training loader'):
+        check_sections(test_run, False)
 
 
 @pytest.mark.parametrize('value,message', [

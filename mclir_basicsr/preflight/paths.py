@@ -88,12 +88,15 @@ def check_dataset(phase, dataset):
 
 def check_paths(opt):
     """Every dataset's roots and meta_info_file, every readable ``path.pretrain_network_*``
-    (not when ``path.resume_state`` is set: BasicSR then loads the run's own checkpoints)."""
+    (not when ``path.resume_state`` is set: BasicSR then loads the run's own checkpoints); a warning for a test
+    run without ``path.pretrain_network_g``, which BasicSR runs on an untrained network."""
     for phase, dataset in (opt.get('datasets') or {}).items():
         check_dataset(phase, dataset)
     paths = opt.get('path') or {}
     if paths.get('resume_state'):
         return
+    if not opt.get('is_train', True) and paths.get('pretrain_network_g') is None:
+        _warn(opt, 'path.pretrain_network_g is not set: this test run evaluates a randomly initialised network_g')
     for key, value in paths.items():
         if key.startswith('pretrain_network') and value is not None:
             reason = unreadable(value)

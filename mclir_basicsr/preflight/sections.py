@@ -235,6 +235,10 @@ def _check_phase(phase, is_train):
     if is_train and phase != 'train' and phase.split('_')[0] != 'val':
         raise MCLIROptionError(f'datasets.{phase}: not a phase a training run reads (expected train, val or '
                                f'val_<anything>){did_you_mean(phase.split("_")[0], TRAIN_PHASES)}')
+    if not is_train and phase.split('_')[0] == 'train':
+        raise MCLIROptionError(f'datasets.{phase}: a test run tests every phase, but BasicSR builds one named '
+                               'train with its training loader (random crops, batch_size_per_gpu); name it test or '
+                               'test_<anything>')
 
 
 def check_datasets(opt, is_train):
