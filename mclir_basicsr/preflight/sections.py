@@ -347,9 +347,10 @@ def check_metrics(metrics, without_gt=()):
 def _check_swallowed(path, metric, sig, arguments):
     named = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
              and n not in METRIC_INPUTS]
+    basicsr_own = (getattr(metric, '__module__', '') or '').startswith('basicsr.')
     for key in arguments:
         hint = did_you_mean(key, named)
-        if key not in named and key != 'better' and (hint or metric.__module__.startswith('basicsr.')):
+        if key not in named and key != 'better' and (hint or basicsr_own):
             raise MCLIROptionError(f'{path}.{key}: not an argument of {_owner(metric)}{hint}; it would be ignored '
                                    f'(arguments: {", ".join(named)})')
 
