@@ -12,9 +12,9 @@ tested in ``tests/test_compat.py``, and steps aside where upstream works:
  W2    ``--launcher pytorch`` calls ``torch.cuda.set_device`` unconditionally and defaults to
        nccl: on CPU use gloo (``dist_params.backend`` in the YAML overrides), pin the GPU
        from ``LOCAL_RANK`` (correct on multi-node). BasicSR never destroys the process group;
-       a gloo group left to interpreter shutdown can abort a rank that finished cleanly
-       ("terminate called without an active exception"), so a gloo group made here is
-       destroyed at exit, while the interpreter is still whole.
+       a gloo group made here is destroyed at exit, while the interpreter is still whole. That
+       clears torch.distributed's tables; gloo's own threads end only when the last holder of
+       the group (the DistributedDataParallel network) is freed, at interpreter shutdown.
  W3    ``python -m torch.distributed.launch`` passes ``--local-rank=N``, which BasicSR's
        argument parser rejects; it is rewritten to ``--local_rank`` (untouched otherwise).
  W4    ``load_resume_state`` maps every storage to CUDA and looks for auto-resume states
