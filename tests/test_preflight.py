@@ -9,8 +9,9 @@ import torch
 
 from mclir_basicsr import preflight
 from mclir_basicsr.preflight import PreflightError, check_dataroot, check_paths, readable_resume_state, unreadable
+from mclir_basicsr.validate import MCLIROptionError
 
-from helpers import PY, make_paired_dataset, run, train_options, write_yaml
+from helpers import PY, make_paired_dataset, run, test_options, train_options, write_yaml
 
 SPN = {'type': 'SPNLoss', 'loss_weight': 0.1, 'feature': 'pixel'}
 
@@ -156,14 +157,16 @@ def test_unreadable_pretrain_network_is_named(tmp_path, data_x2):
     check_paths(opt)
 
 
-def test_a_test_run_without_weights_is_said(data_x2, capsys):
-    opt = _opt(data_x2)
-    opt.update(is_train=False, path={'pretrain_network_g': None})
-    check_paths(opt)
-    assert capsys.readouterr().err == ('mclir-basicsr: warning: path.pretrain_network_g is not set: this test run '
-                                       'evaluates a randomly initialised network_g\n')
-    check_paths(dict(opt, is_train=True))  # training from scratch: nothing to say
-    assert capsys.readouterr().err == ''
+def test_a_test_run_without_weights_is_said(tmp_path, data_x2, capsys):
+    opt = test_options('t', data_x2, None)
+    opt.update(is_train=False, path={'pretrain_network_g': None, 'results_root': str(tmp_path / 'r')})
+    preflight.check_run(opt, False)
+    assert capsys.readouterr().err.endswith('mclir-basicsr: warning: path.pretrain_network_g is not set: this test '
+                                            'run evaluates a randomly initialised network_g\n')
+    opt['val']['metrics'] = {'psnr': {'type': 'calculate_PSNR'}}  # a run that stops says only why
+    with pytest.raises(MCLIROptionError):
+        preflight.check_run(opt, False)
+    assert 'warning' not in capsys.readouterr().err
 
 
 def _fake_run(tmp_path, iters, damaged=()):

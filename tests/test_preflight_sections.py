@@ -9,6 +9,7 @@ import re
 import shutil
 
 import pytest
+import torch
 import yaml
 
 from mclir_basicsr.preflight import PreflightError, check_run
@@ -71,7 +72,7 @@ def test_the_suites_option_dicts_pass(arch, scale):
 
 def test_ffanet_and_accepted_edge_values():
     ok = [
-        {'network_g': FFANET}, {'network_g': dict(FFANET, img_mean=[0.5, 0.5, 0.5], img_std=None)},
+        {'network_g': FFANET}, {'network_g': dict(FFANET, img_mean=[0.5, 0.5, 0.5], img_std=[1, 1, 1])},
         {'network_g': dict(NETWORKS['EDSR'](2), res_scale=0.1)},  # default 1, documented float
         {'network_g': dict(NETWORKS['EDSR'](2), img_range=255, rgb_mean=(0.5, 0.5, 0.5))},  # int for a float
         {'network_g': dict(NETWORKS['SwinIR'](2), img_size=[8, 8], qk_scale=None, mlp_ratio=2)},  # int | tuple(int)
@@ -190,6 +191,48 @@ def test_the_archs_reject_what_the_check_rejects():
     for network in (dict(NETWORKS['EDSR'](2), res_scale=0.1, img_range=255),
                     dict(NETWORKS['SwinIR'](2), img_size=[8, 8]), dict(FFANET, img_mean=[0.5, 0.5, 0.5])):
         build_network(copy.deepcopy(network))  # and these it accepts are built
+
+
+class _Downloading(torch.nn.Module):
+    """An arch whose constructor fetches its pretrained weights (here: a connection that must never be made)."""
+
+    def __init__(self, num_feat=8):
+        super().__init__()
+        import urllib.request
+        urllib.request.urlopen('http://192.0.2.1/weights.pth', timeout=5)
+
+
+def test_what_the_constructor_refuses_is_named_before_the_run():
+    depths = dict(NETWORKS['SwinIR'](2), depths=[1, 1], num_heads=[2])  # SwinIR's IndexError, as it is built
+    assert rejected(dict(base(), network_g=depths)) == (
+        'network_g: SwinIR (basicsr.archs.swinir_arch.SwinIR) cannot be built from these arguments: IndexError: list '
+        'index out of range')
+    assert rejected(dict(base(), network_g=dict(FFANET, img_std=None))) == (  # null passes the binding, not torch
+        'network_g: FFANet (mclir_basicsr.archs.ffanet_arch.FFANet) cannot be built from these arguments: TypeError: '
+        'must be real number, not NoneType')
+    disc = {'type': 'VGGStyleDiscriminator', 'num_in_ch': 3, 'num_feat': 8, 'input_size': 96}
+    assert rejected(dict(base(), network_d=disc)).startswith(
+        'network_d: VGGStyleDiscriminator (basicsr.archs.discriminator_arch.VGGStyleDiscriminator) cannot be built '
+        'from these arguments: AssertionError: input size must be 128 or 256')
+
+
+def test_building_the_network_leaves_no_trace():
+    """The run's own network gets the weights it would have had (the random states are as before), and a
+    constructor that downloads is not built (nor is a connection made)."""
+    import random
+
+    import numpy as np
+    from basicsr.utils.registry import ARCH_REGISTRY
+    opt = parsed(base(arch='SwinIR'))  # built on the CPU (SwinIR's constructor needs real tensors)
+    states = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    check_sections(opt, True)
+    assert torch.equal(torch.get_rng_state(), states[0]) and random.getstate() == states[1]
+    assert (np.random.get_state()[1] == states[2]).all()
+    ARCH_REGISTRY._obj_map['_Downloading'] = _Downloading
+    try:
+        check_sections(parsed(dict(base(), network_g={'type': '_Downloading'})), True)
+    finally:
+        del ARCH_REGISTRY._obj_map['_Downloading']
 
 
 # --------------------------------------------------------------------------- the binding rules, on any callable

@@ -24,6 +24,7 @@ from mclir_basicsr.preflight.paths import (  # noqa: E402  (they raise Preflight
     check_paths,
     readable_resume_state,
     unreadable,
+    warn,
 )
 
 __all__ = ['IMAGE_EXTENSIONS', 'PreflightError', 'check_dataroot', 'check_dataset', 'check_outputs', 'check_paths',
@@ -49,4 +50,6 @@ def check_run(opt, is_train):
     check_paths(opt)
     check_outputs(opt)
     check_pairs(opt)
+    if not is_train and (opt.get('path') or {}).get('pretrain_network_g') is None:  # said once all is well
+        warn(opt, 'path.pretrain_network_g is not set: this test run evaluates a randomly initialised network_g')
     return cfg

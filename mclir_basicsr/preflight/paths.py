@@ -88,15 +88,12 @@ def check_dataset(phase, dataset):
 
 def check_paths(opt):
     """Every dataset's roots and meta_info_file, every readable ``path.pretrain_network_*``
-    (not when ``path.resume_state`` is set: BasicSR then loads the run's own checkpoints); a warning for a test
-    run without ``path.pretrain_network_g``, which BasicSR runs on an untrained network."""
+    (not when ``path.resume_state`` is set: BasicSR then loads the run's own checkpoints)."""
     for phase, dataset in (opt.get('datasets') or {}).items():
         check_dataset(phase, dataset)
     paths = opt.get('path') or {}
     if paths.get('resume_state'):
         return
-    if not opt.get('is_train', True) and paths.get('pretrain_network_g') is None:
-        _warn(opt, 'path.pretrain_network_g is not set: this test run evaluates a randomly initialised network_g')
     for key, value in paths.items():
         if key.startswith('pretrain_network') and value is not None:
             reason = unreadable(value)
@@ -195,7 +192,7 @@ def _states_newest_first(state_dir):
     return [os.path.join(state_dir, f) for f in sorted(names, key=lambda f: -int(f[:-len('.state')]))]
 
 
-def _warn(opt, message):
+def warn(opt, message):
     if opt.get('rank', 0) == 0:
         print(f'mclir-basicsr: warning: {message}', file=sys.stderr, flush=True)
 
@@ -219,10 +216,10 @@ def readable_resume_state(opt, path):
         problem = _state_problem(opt, candidate)
         if problem is None:
             if skipped:
-                _warn(opt, f'--auto_resume: resuming from {candidate} instead')
+                warn(opt, f'--auto_resume: resuming from {candidate} instead')
             opt['path']['resume_state'] = candidate
             return candidate
         skipped.append(problem[0])
-        _warn(opt, f'--auto_resume: skipping {problem[0]}: cannot be read ({problem[1]})')
+        warn(opt, f'--auto_resume: skipping {problem[0]}: cannot be read ({problem[1]})')
     raise PreflightError(f'--auto_resume: no readable training state in {os.path.dirname(path)} '
                          f'(unreadable: {", ".join(skipped)}); remove or move them to start again from iteration 0')

@@ -11,7 +11,10 @@ test) and on the dataset class, which the models get as validation context. What
 (``network_g``, ``network_d``, the datasets, the losses in ``train.*_opt``, ``val.metrics``) is looked up in
 BasicSR's registries and its arguments bound to the signature of what it builds (:mod:`.arguments`).
 """
+import contextlib
 import difflib
+import random
+import socket
 from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
@@ -177,6 +180,56 @@ def check_network(opt, key='network_g'):
     arch = registry.arch(f'{key}.type', section.get('type'))
     arguments = {k: v for k, v in section.items() if k != 'type'}
     check_arguments(key, _owner(arch), arch, arguments)
+    check_builds(key, arch, arguments)
+
+
+class _Download(Exception):
+    """A constructor that reached for the network (pretrained weights): not built here."""
+
+
+def _refuse(*args, **kwargs):
+    raise _Download()
+
+
+@contextlib.contextmanager
+def _aside():
+    """The random states as they were afterwards (the run's own network gets the weights it would have had without
+    this check) and no network connection (a constructor that downloads is not built here)."""
+    import numpy as np
+    import torch
+    states = random.getstate(), np.random.get_state()
+    found = socket.socket.connect, socket.getaddrinfo
+    socket.socket.connect = socket.getaddrinfo = _refuse
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        socket.socket.connect, socket.getaddrinfo = found
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+
+
+def check_builds(key, arch, arguments):
+    """``arch(**arguments)`` is built once, on torch's meta device (no memory, no time) or, where the constructor
+    needs real tensors (SwinIR's ``.item()``), on the CPU: what the constructor itself refuses (SwinIR's
+    ``depths`` and ``num_heads`` of different lengths, VGGStyleDiscriminator's ``input_size``) is one line here,
+    not a traceback once the run's folders exist. A constructor that downloads is left alone."""
+    import torch
+    with _aside():
+        try:
+            with torch.device('meta'):
+                arch(**arguments)
+            return
+        except Exception:  # noqa: BLE001  (the meta device's limits, or the constructor's refusal: the CPU decides)
+            pass
+        try:
+            arch(**arguments)
+        except _Download:
+            return
+        except Exception as e:  # noqa: BLE001  (whatever the constructor raises is the message)
+            reason = ' '.join(str(e).split()) or 'no message'
+            raise MCLIROptionError(f'{key}: {_owner(arch)} cannot be built from these arguments: '
+                                   f'{type(e).__name__}: {reason}') from None
 
 
 def check_scale(opt):
