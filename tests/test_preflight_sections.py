@@ -97,6 +97,10 @@ def test_accepted_dataset_values():
     check_sections(parsed(opt), True)
     del opt['datasets']['train']['dataset_enlarge_ratio']  # optional
     check_sections(parsed(opt), True)
+    opt['datasets']['train'].update(color='gray', mean=[0.5], std=[0.5])  # RealESRGANPairedDataset reads no color
+    check_sections(parsed(opt), True)
+    opt['datasets']['train'].update(type='PairedImageDataset', color='y')
+    check_sections(parsed(opt), True)
     single = {'type': 'SingleImageDataset', 'dataroot_lq': 'lq', 'io_backend': {'type': 'disk'}}
     test_run = {'network_g': FFANET, 'datasets': {'test_1': single}, 'val': {'save_img': False}}  # no scale, no train
     check_sections(parsed(test_run, False), False)
@@ -374,6 +378,13 @@ def _train_set(**changes):
     (_train_set(prefetch_mode='gpu'), "datasets.train.prefetch_mode: expected one of cpu, cuda, null; got 'gpu' "
                                       "(did you mean 'cpu'?)"),
     (_train_set(prefetch_mode='cuda'), "datasets.train.pin_memory: expected true with prefetch_mode: cuda"),
+    (_train_set(color='gray'), "datasets.train.color: expected y or null (BasicSR converts to the Y channel only for "
+                               "y, and ignores any other value: the images stay RGB), got 'gray'"),
+    (_train_set(mean=[0.5, 0.5, 0.5]), 'datasets.train.std: not set, but mean is (BasicSR normalises with both)'),
+    (_train_set(mean='imagenet', std=[1]), "datasets.train.mean: expected null or a list of 1 or 3 numbers (one per "
+                                           "channel), got 'imagenet'"),
+    (_train_set(mean=[0.5] * 3, std=[0.5, 0, 0.5]),
+     'datasets.train.std: expected null or a list of 1 or 3 numbers > 0'),
 ])
 def test_bad_dataset(opt, message):
     assert message in rejected(opt)

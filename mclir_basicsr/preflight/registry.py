@@ -93,3 +93,15 @@ def gives_no_gt(cls):
     """True for BasicSR's ``SingleImageDataset`` (and subclasses that keep its ``__getitem__``): LQ images only."""
     from basicsr.data.single_image_dataset import SingleImageDataset
     return getattr(cls, '__getitem__', None) is SingleImageDataset.__getitem__
+
+
+def image_keys(cls):
+    """The keys of the images' colour and normalisation that a BasicSR dataset class reads (``color`` / ``mean`` /
+    ``std``; the Real-ESRGAN paired dataset reads no ``color``), judged by its ``__getitem__``; () for others."""
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+    from basicsr.data.realesrgan_paired_dataset import RealESRGANPairedDataset
+    from basicsr.data.single_image_dataset import SingleImageDataset
+    getitem = getattr(cls, '__getitem__', None)
+    if getitem in (PairedImageDataset.__getitem__, SingleImageDataset.__getitem__):
+        return ('color', 'mean', 'std')
+    return ('mean', 'std') if getitem is RealESRGANPairedDataset.__getitem__ else ()

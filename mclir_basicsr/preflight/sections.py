@@ -95,6 +95,35 @@ class TrainLoop(BasicSRSection):
         0, description='EMA of network_g\'s weights (saved as `params_ema`).')
 
 
+def _channels(what, **bounds):
+    return Annotated[Optional[Annotated[list[Annotated[Finite, Field(**bounds)]], Field(min_length=1, max_length=3)]],
+                     expect(f'null or a list of 1 or 3 {what} (one per channel)')]
+
+
+class Images(BasicSRSection):
+    """What BasicSR's image datasets read of the images' colour and normalisation, in every phase."""
+    model_config = {'extra': 'ignore'}
+    path = 'datasets.<phase>'
+    color: Annotated[Any, expect('y or null'), Field(description=(
+        '`y`: the Y channel of YCbCr (PairedImageDataset, SingleImageDataset); BasicSR ignores any other value and '
+        'keeps RGB.'))] = None
+    mean: _channels('numbers') = Field(None, description=(
+        'Normalise the images: (x - mean) / std, per channel; set with `std`.'))
+    std: _channels('numbers > 0', gt=0) = Field(None, description='See `mean`.')
+
+    @model_validator(mode='after')
+    def _read_as_given(self, info: ValidationInfo):
+        if info.context['color'] and self.color not in (None, 'y'):
+            raise invalid(f'expected y or null (BasicSR converts to the Y channel only for y, and ignores any other '
+                          f'value: the images stay RGB), got {self.color!r}', at='color')
+        if (self.mean is None) != (self.std is None):
+            given, other = ('mean', 'std') if self.std is None else ('std', 'mean')
+            raise invalid(f'not set, but {given} is (BasicSR normalises with both)', at=other)
+        if self.mean is not None and len(self.mean) != len(self.std):
+            raise invalid(f'expected as many numbers as mean ({len(self.mean)}), got {len(self.std)}', at='std')
+        return self
+
+
 class Wandb(BasicSRSection):
     project: OptionalText = Field(None, description='The wandb project (null: no wandb).')
     resume_id: OptionalText = Field(None, description='The wandb run to resume.')
@@ -281,6 +310,9 @@ def check_dataset(phase, dataset):
     _check_backend(prefix, dataset, cls)
     if registry.paired_by_name(cls):
         _check_template(prefix, dataset)
+    read = registry.image_keys(cls)
+    if read:
+        Images.parse(dataset, prefix, context={'color': 'color' in read})
     return cls
 
 
@@ -441,4 +473,4 @@ def check_sections(opt, is_train):
 
 
 # the sections the option reference lists (docs/options.md), by their place in the option file
-BASICSR_SECTIONS = {model.path: model for model in (TrainSet, TrainLoop, Val, Logger, Paths, DistParams)}
+BASICSR_SECTIONS = {model.path: model for model in (TrainSet, Images, TrainLoop, Val, Logger, Paths, DistParams)}
