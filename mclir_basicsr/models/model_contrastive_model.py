@@ -390,6 +390,6 @@ class ModelContrastiveModel(ExactResumeMixin, CheckpointGuardMixin, AtomicSaveMi
                 negs = crop_to(self.negatives(self.lq), size, scale)
                 weights = self.cri_uncertainty.weights(self.output, negs)[0, 0]
                 save_weight_map(weights, self.cri_uncertainty.cap, self.opt['path']['visualization'],
-                                           self._lq_path, self._map_iter)
+                                self._lq_path, self._map_iter)
         finally:
             self.lq = lq
