@@ -60,24 +60,14 @@ def category(v):
 def kinds_of_text(text):
     """The kinds a docstring or annotation type names (``int | tuple(int)`` -> {int, seq}); ANYTHING when it
     names a type that is not a plain value."""
-    text = re.sub(r'\b(?:typing\.)?(?:Optional|Union)\[(.*)\]', r'\1', text.strip())
-    depth, alternative, alternatives = 0, '', []
-    for ch in text + ',':
-        depth += (ch in '([') - (ch in ')]')
-        if depth == 0 and ch in ',|':
-            alternatives.append(alternative)
-            alternative = ''
-        else:
-            alternative += ch
+    text, inner = re.sub(r'\b(?:typing\.)?(?:Optional|Union)\[(.*)\]', r'\1', text.strip()), 1
+    while inner:  # what a type holds (tuple(int), list[str]) adds no kind
+        text, inner = re.subn(r'[\[(][^\[\]()]*[\])]', '', text)
     kinds = set()
-    for alt in alternatives:
-        for part in re.split(r'\s+or\s+', alt.strip()):
-            word = re.match(r'(?:typing\.|builtins\.)?([A-Za-z_][\w.]*)', part.strip())
-            if word is None:
-                continue
-            name = word.group(1).lower()
-            if name in NOTHING:
-                continue
+    for part in re.split(r',|\||\s+or\s+', text):
+        word = re.match(r'\s*(?:typing\.|builtins\.)?([A-Za-z_][\w.]*)', part)
+        name = word.group(1).lower() if word else 'none'
+        if name not in NOTHING:
             if name not in WORDS:
                 return ANYTHING
             kinds.add(WORDS[name])

@@ -69,21 +69,21 @@ OPTIMIZER_BOUNDS = {'lr': _number('a number > 0', gt=0), 'rho': _number('a numbe
 OPTIMIZER_BOUNDS.update(dict.fromkeys(('eps', 'weight_decay', 'momentum', 'dampening', 'alpha', 'lr_decay'),
                                       _number('a number >= 0', ge=0)))
 BETA, ANY_NUMBER = _number('a number in [0, 1)', ge=0, lt=1), _number('a number')
+
+
+def _iterations(item):
+    return Annotated[list[item], BeforeValidator(_listed), expect('a list of iterations')]
+
+
 # Iteration counts: what YAML reads as a string (T_max: 1e5) makes the scheduler fail at its first step, or never
 # match (milestones: [2e5]: the learning rate silently never decays). Integer-valued floats work as they are.
-Iterations = Count
 Restart = Annotated[int, BeforeValidator(as_int), Field(ge=0), expect('an integer >= 0', hint=True)]
-SCHEDULER_BOUNDS = {'eta_min': _number('a number >= 0', ge=0), 'gamma': _number('a number > 0', gt=0)}
+SCHEDULER_BOUNDS = {'eta_min': _number('a number >= 0', ge=0), 'gamma': _number('a number > 0', gt=0),
+                    'milestones': _iterations(Count), 'periods': _iterations(Count), 'restarts': _iterations(Restart)}
 SCHEDULER_BOUNDS.update(dict.fromkeys(('T_max', 'T_0', 'T_mult', 'step_size', 'total_iters', 'total_steps',
-                                       'step_size_up', 'step_size_down', 'epochs', 'steps_per_epoch'), Iterations))
-SCHEDULER_BOUNDS.update(
-    milestones=Annotated[list[Iterations], BeforeValidator(_listed), expect('a list of iterations')],
-    periods=Annotated[list[Iterations], BeforeValidator(_listed), expect('a list of iterations')],
-    restarts=Annotated[list[Restart], BeforeValidator(_listed), expect('a list of iterations')])
+                                       'step_size_up', 'step_size_down', 'epochs', 'steps_per_epoch'), Count))
 # BasicSR's restart schedulers: one weight per restart (per period), or an AssertionError when they are built
 PER_RESTART = {'MultiStepLR': 'restarts', 'MultiStepRestartLR': 'restarts', 'CosineAnnealingRestartLR': 'periods'}
-
-
 
 
 class _Arguments(Section):
@@ -154,11 +154,10 @@ def check_scheduler(train):
     sched = _typed_section(train, 'scheduler')
     if sched is None:
         return
-    kind = sched['type']
+    kind, accepted = sched['type'], accepted_types()
     if kind in UNSUPPORTED:
         raise MCLIROptionError(f'train.scheduler.type: {kind} cannot be used with BasicSR\'s training loop '
-                               f'({UNSUPPORTED[kind]}); accepted: {", ".join(accepted_types())}')
-    accepted = accepted_types()
+                               f'({UNSUPPORTED[kind]}); accepted: {", ".join(accepted)}')
     if kind not in accepted:
         raise MCLIROptionError(f'train.scheduler.type: unknown scheduler {kind!r}{did_you_mean(kind, accepted)}; '
                                f'accepted: {", ".join(accepted)}')

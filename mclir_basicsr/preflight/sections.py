@@ -201,13 +201,17 @@ def _owner(obj):
     return f'{obj.__name__} ({obj.__module__}.{obj.__qualname__})'
 
 
+def _entry(kind, path, section, example):
+    """(what the section's ``type`` names in BasicSR's ``kind`` registry, the other keys: its arguments)."""
+    mapping(path, section, example)
+    return registry.find(kind, f'{path}.type', section.get('type')), {k: v for k, v in section.items() if k != 'type'}
+
+
 def check_network(opt, key='network_g'):
     """``opt[key]``: a registered arch and arguments its constructor takes."""
     if opt.get(key) is None:
         raise MCLIROptionError(f'{key}: not set (expected a mapping with the arch, e.g. {NETWORK_EXAMPLE})')
-    section = mapping(key, opt[key], NETWORK_EXAMPLE)
-    arch = registry.arch(f'{key}.type', section.get('type'))
-    arguments = {k: v for k, v in section.items() if k != 'type'}
+    arch, arguments = _entry('arch', key, opt[key], NETWORK_EXAMPLE)
     check_arguments(key, _owner(arch), arch, arguments)
     check_builds(key, arch, arguments)
 
@@ -306,7 +310,7 @@ def check_dataset(phase, dataset):
     """The parts of ``datasets.<phase>`` that every run reads: the type, the backend, the file name template."""
     prefix = f'datasets.{phase}'
     mapping(prefix, dataset, '{type: PairedImageDataset, dataroot_gt: ..., dataroot_lq: ..., io_backend: ...}')
-    cls = registry.dataset(f'{prefix}.type', dataset.get('type'))
+    cls = registry.find('dataset', f'{prefix}.type', dataset.get('type'))
     _check_backend(prefix, dataset, cls)
     if registry.paired_by_name(cls):
         _check_template(prefix, dataset)
@@ -347,6 +351,7 @@ LOSS_EXAMPLE = '{type: L1Loss, loss_weight: 1.0, reduction: mean}'
 # BasicSR's losses built in an instant (no weights, unlike PerceptualLoss next to them): built once here to check
 CHEAP_LOSSES = {f'basicsr.losses.basic_loss.{name}' for name in ('L1Loss', 'MSELoss', 'CharbonnierLoss',
                                                                   'WeightedTVLoss')}
+METRIC_EXAMPLE = '{type: calculate_psnr, crop_border: 4, test_y_channel: true}'
 METRIC_INPUTS = ('img', 'img2')  # what BasicSR's calculate_metric passes itself
 
 
@@ -386,9 +391,7 @@ def check_losses(train):
                 (official and key == 'perceptual_opt'):
             continue
         path = f'train.{key}'
-        mapping(path, section, LOSS_EXAMPLE)
-        loss = registry.loss(f'{path}.type', section.get('type'))
-        arguments = {k: v for k, v in section.items() if k != 'type'}
+        loss, arguments = _entry('loss', path, section, LOSS_EXAMPLE)
         check_arguments(path, _owner(loss), loss, arguments)
         if f'{loss.__module__}.{loss.__qualname__}' in CHEAP_LOSSES:  # what its constructor checks (reduction: avg)
             try:
@@ -405,12 +408,10 @@ def check_metrics(metrics, without_gt=()):
     validation phases whose dataset gives no GT, where a metric that compares with GT cannot run."""
     if metrics is None:
         return
-    mapping('val.metrics', metrics, '{psnr: {type: calculate_psnr, crop_border: 4, test_y_channel: true}}')
+    mapping('val.metrics', metrics, f'{{psnr: {METRIC_EXAMPLE}}}')
     for name, section in metrics.items():
         path = f'val.metrics.{name}'
-        mapping(path, section, '{type: calculate_psnr, crop_border: 4, test_y_channel: true}')
-        metric = registry.metric(f'{path}.type', section.get('type'))
-        arguments = {k: v for k, v in section.items() if k != 'type'}
+        metric, arguments = _entry('metric', path, section, METRIC_EXAMPLE)
         for given in METRIC_INPUTS:
             if given in arguments:
                 raise MCLIROptionError(f'{path}.{given}: set, but the model passes the images itself (remove it)')

@@ -1,6 +1,6 @@
 """Size of the option and check code at git revisions: lines of code, and those without prose.
 
-    python scripts/dev/option_code_size.py [REV ...]        # default: HEAD
+    python scripts/dev/option_code_size.py [REV ...]        # default: HEAD; '.' is the working tree
 
 A line of code is one with a token that is not a comment, a docstring or blank; "logic" leaves out the lines that
 hold only prose (a string literal, alone or as ``description=``, as the option schema's documentation is written).
@@ -51,6 +51,12 @@ def count(source):
 
 
 def at_revision(rev, path):
+    if rev == '.':
+        try:
+            with open(path, encoding='utf-8') as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
     shown = subprocess.run(['git', 'show', f'{rev}:{path}'], capture_output=True, text=True)
     return shown.stdout if shown.returncode == 0 else None
 
