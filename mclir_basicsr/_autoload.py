@@ -179,7 +179,7 @@ def one_line_errors(previous):
 
 # --------------------------------------------------------------------------- the import hook
 class _LoaderThenActivate:
-    """Wraps BasicSR's loader (duck-typed: importlib.abc costs 15 ms to import at start-up)."""
+    """Wraps BasicSR's loader (duck-typed: importing importlib.abc would slow every start-up)."""
 
     def __init__(self, loader):
         self._loader = loader

@@ -60,7 +60,7 @@ _FT_NAME = 'torchvision.transforms.functional_tensor'
 class _FunctionalTensorAlias:
     """Serve ``torchvision.transforms.functional_tensor`` when torchvision no longer has it.
 
-    A meta-path finder and loader (duck-typed: importlib.abc costs 15 ms to import)."""
+    A meta-path finder and loader (duck-typed: importing importlib.abc would slow every start-up)."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != _FT_NAME:

@@ -68,7 +68,7 @@ def test_imports_run_one_way():
     assert 'mclir_basicsr.runs' in edges['mclir_basicsr._autoload']  # seen inside a function, where the hook has it
 
 
-def test_option_code_size_counts_code_not_prose():
+def test_option_code_size_counts_code_not_prose(monkeypatch):
     """scripts/dev/option_code_size.py (the size the docs report): docstrings, comments and blank lines are not
     code; a line holding only a string (a field's description) is code but not logic."""
     from helpers import load_script
@@ -84,3 +84,7 @@ def test_option_code_size_counts_code_not_prose():
     assert size.count(source) == (5, 3)  # code: import, def, return, 2 prose lines; logic: the first three
     files = [f for f in size.FILES if os.path.exists(os.path.join(REPO, f))]
     assert 'mclir_basicsr/options.py' in files and 'mclir_basicsr/preflight/sections.py' in files
+    monkeypatch.chdir(REPO)  # '.': the working tree, as the files are on disk
+    with open('mclir_basicsr/options.py', encoding='utf-8') as f:
+        assert size.at_revision('.', 'mclir_basicsr/options.py') == f.read()
+    assert size.at_revision('.', 'mclir_basicsr/no_such_module.py') is None
