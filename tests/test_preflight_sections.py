@@ -101,7 +101,7 @@ def test_accepted_dataset_values():
     check_sections(parsed(opt), True)
     opt['datasets']['train'].update(type='PairedImageDataset', color='y')
     check_sections(parsed(opt), True)
-    single = {'type': 'SingleImageDataset', 'dataroot_lq': 'lq', 'io_backend': {'type': 'disk'}}
+    single = {'name': 'lq', 'type': 'SingleImageDataset', 'dataroot_lq': 'lq', 'io_backend': {'type': 'disk'}}
     test_run = {'network_g': FFANET, 'datasets': {'test_1': single}, 'val': {'save_img': False}}  # no scale, no train
     check_sections(parsed(test_run, False), False)
 
@@ -388,6 +388,27 @@ def _train_set(**changes):
 ])
 def test_bad_dataset(opt, message):
     assert message in rejected(opt)
+
+
+def test_dataset_name(tmp_path):
+    """BasicSR's build_dataset logs each dataset's name (a KeyError once the run's folders exist without it) and
+    saves a phase's images in a folder named after it (a path of a number is a TypeError)."""
+    from basicsr.data import build_dataset
+    nameless = parsed(base(make_paired_dataset(str(tmp_path / 'data'), 2)))['datasets']['val']
+    del nameless['name']
+    with pytest.raises(KeyError, match='name'):
+        build_dataset(nameless)
+    for phase in ('train', 'val'):
+        opt = base()
+        del opt['datasets'][phase]['name']
+        assert rejected(opt) == f'datasets.{phase}.name: not set (BasicSR names the dataset in its log and its ' \
+                                'results with it), e.g. name: Set5'
+    opt = base()
+    opt['datasets']['train']['name'] = opt['datasets']['val']['name'] = 2017  # logged only: works
+    check_sections(parsed(opt), True)
+    opt['val']['save_img'] = True
+    assert rejected(opt) == ('datasets.val.name: expected a string in quotes (the folder of its saved images is named '
+                             'after it), got 2017')
 
 
 def test_phases_of_a_training_run():

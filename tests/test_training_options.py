@@ -191,6 +191,44 @@ def test_scheduler_iterations_are_checked(scheduler, message):
         check_scheduler({'scheduler': scheduler})
 
 
+def _steps_until_failure(scheduler, total_iter):
+    """The iteration at which BasicSR's loop (a scheduler step at every iteration after the first) fails, or None."""
+    import torch
+    from basicsr.models import lr_scheduler as basicsr_schedulers
+    from torch.optim import lr_scheduler as torch_schedulers
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    arguments = {k: v for k, v in scheduler.items() if k != 'type'}
+    built = getattr(basicsr_schedulers, scheduler['type'], None) or getattr(torch_schedulers, scheduler['type'])
+    built = built(optimizer, **arguments)
+    for current_iter in range(2, total_iter + 1):
+        optimizer.step()
+        try:
+            built.step()
+        except (TypeError, ValueError):
+            return current_iter
+    return None
+
+
+@pytest.mark.parametrize('scheduler,key,end', [
+    ({'type': 'CosineAnnealingRestartLR', 'periods': [6, 4], 'restart_weights': [1, 1]}, 'periods', 10),
+    ({'type': 'OneCycleLR', 'max_lr': 0.1, 'total_steps': 10}, 'total_steps', 10),
+    ({'type': 'OneCycleLR', 'max_lr': 0.1, 'epochs': 2, 'steps_per_epoch': 5}, 'epochs', 10),
+])
+def test_a_scheduler_that_ends_before_total_iter_is_named(scheduler, key, end):
+    """A scheduler with an end fails once stepped past it (BasicSR's restart cosine: TypeError; torch's one-cycle:
+    ValueError), hours into the run: the longest run that works passes, one iteration more is named, and both agree
+    with the scheduler itself driven as BasicSR's loop drives it."""
+    assert _steps_until_failure(scheduler, end + 1) is None
+    assert _steps_until_failure(scheduler, end + 2) == end + 2
+    check_scheduler({'scheduler': scheduler, 'total_iter': end + 1})
+    with pytest.raises(MCLIROptionError, match=rf'^train\.scheduler\.{key}: {scheduler["type"]} ends after {end} '
+                                               rf'iterations .*train\.total_iter is {end + 2}: .*fails at iteration '
+                                               rf'{end + 2}; make it last train\.total_iter iterations$'):
+        check_scheduler({'scheduler': scheduler, 'total_iter': end + 2})
+    check_scheduler({'scheduler': scheduler, 'total_iter': float(end + 1)})  # YAML's !!float
+    check_scheduler({'scheduler': scheduler})  # no total_iter: nothing to compare
+
+
 def test_scheduler_iterations_as_yaml_floats_pass():
     check_scheduler({'scheduler': {'type': 'TrueCosineAnnealingLR', 'T_max': 1e5, 'eta_min': 1e-7}})
     check_scheduler({'scheduler': {'type': 'MultiStepLR', 'milestones': [2e5, 4e5], 'gamma': 0.5}})

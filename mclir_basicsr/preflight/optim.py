@@ -172,3 +172,21 @@ def check_scheduler(train):
         if len(restarts) != len(weights):
             raise MCLIROptionError(f'train.scheduler.restart_weights: expected one weight per entry of {key} '
                                    f'({len(restarts)}), got {len(weights)}')
+    _check_end(kind, sched, as_int(train.get('total_iter')))
+
+
+def _check_end(kind, sched, total):
+    """The schedulers that have an end fail when stepped past it (BasicSR's restart cosine with a TypeError, torch's
+    one-cycle with a ValueError), hours into a run; BasicSR steps the scheduler at every iteration after the first."""
+    if kind == 'CosineAnnealingRestartLR':
+        key, how, end = 'periods', 'the sum of periods', sum(map(as_int, sched['periods']))
+    elif kind == 'OneCycleLR' and sched.get('total_steps') is not None:
+        key, how, end = 'total_steps', 'total_steps', as_int(sched['total_steps'])
+    elif kind == 'OneCycleLR' and sched.get('epochs') is not None and sched.get('steps_per_epoch') is not None:
+        key, how, end = 'epochs', 'epochs x steps_per_epoch', as_int(sched['epochs']) * as_int(sched['steps_per_epoch'])
+    else:
+        return
+    if is_number(total) and total - 1 > end:
+        raise MCLIROptionError(f'train.scheduler.{key}: {kind} ends after {end} iterations ({how}), but '
+                               f'train.total_iter is {total}: stepped past its end, it fails at iteration {end + 2}; '
+                               'make it last train.total_iter iterations')

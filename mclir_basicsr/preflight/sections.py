@@ -306,11 +306,18 @@ def _check_template(prefix, dataset):
                                f"e.g. '{{}}x4'; got {template!r} ({type(e).__name__}: {e})") from None
 
 
-def check_dataset(phase, dataset):
-    """The parts of ``datasets.<phase>`` that every run reads: the type, the backend, the file name template."""
+def check_dataset(phase, dataset, saves_images=False):
+    """The parts of ``datasets.<phase>`` that every run reads: the type, the name, the backend, the file name
+    template. ``saves_images``: the phase's output images are saved (a folder named after the dataset)."""
     prefix = f'datasets.{phase}'
     mapping(prefix, dataset, '{type: PairedImageDataset, dataroot_gt: ..., dataroot_lq: ..., io_backend: ...}')
     cls = registry.find('dataset', f'{prefix}.type', dataset.get('type'))
+    if 'name' not in dataset:  # BasicSR's build_dataset logs it: a KeyError once the run's folders exist
+        raise MCLIROptionError(f'{prefix}.name: not set (BasicSR names the dataset in its log and its results with '
+                               'it), e.g. name: Set5')
+    if saves_images and not isinstance(dataset['name'], str):
+        fail(f'{prefix}.name', 'a string in quotes (the folder of its saved images is named after it)',
+             dataset['name'])
     _check_backend(prefix, dataset, cls)
     if registry.paired_by_name(cls):
         _check_template(prefix, dataset)
@@ -336,10 +343,11 @@ def check_datasets(opt, is_train):
     if is_train and 'train' not in datasets:
         raise MCLIROptionError('datasets.train: not set (a training run needs a train dataset)'
                                f'{did_you_mean("train", [str(p) for p in datasets])}')
+    val = opt.get('val')
     for phase, dataset in datasets.items():
         phase = str(phase)
         _check_phase(phase, is_train)
-        cls = check_dataset(phase, dataset)
+        cls = check_dataset(phase, dataset, phase != 'train' and isinstance(val, dict) and val.get('save_img') is True)
         if is_train and phase == 'train':
             TrainSet.parse(dataset, context={'crops': dataset['type'] if registry.crops_pairs(cls) else None,
                                              'scale': opt.get('scale')})
