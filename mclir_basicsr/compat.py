@@ -12,9 +12,10 @@ tested in ``tests/test_compat.py``, and steps aside where upstream works:
  W2    ``--launcher pytorch`` calls ``torch.cuda.set_device`` unconditionally and defaults to
        nccl: on CPU use gloo (``dist_params.backend`` in the YAML overrides), pin the GPU
        from ``LOCAL_RANK`` (correct on multi-node). BasicSR never destroys the process group;
-       a gloo group made here is destroyed at exit, while the interpreter is still whole. That
-       clears torch.distributed's tables; gloo's own threads end only when the last holder of
-       the group (the DistributedDataParallel network) is freed, at interpreter shutdown.
+       a gloo group made here is destroyed at exit, while the interpreter is still whole, and
+       the exit pauses without the GIL: gloo's worker threads outlive the group, and one that
+       frees a finished collective's work once the interpreter is finalising aborts a rank that
+       finished cleanly ("terminate called without an active exception").
  W3    ``python -m torch.distributed.launch`` passes ``--local-rank=N``, which BasicSR's
        argument parser rejects; it is rewritten to ``--local_rank`` (untouched otherwise).
  W4    ``load_resume_state`` maps every storage to CUDA and looks for auto-resume states
@@ -131,9 +132,15 @@ def init_dist(launcher, backend=None, file_params=None, **kwargs):
 
 
 def _destroy_process_group():
+    import time
+
     import torch.distributed as dist
     if dist.is_initialized():
         dist.destroy_process_group()
+        # gloo's worker threads outlive the group (DDP's reducer still holds it) and may be about to free the last
+        # collective's work, which takes the GIL: a thread that takes it once the interpreter is finalising is
+        # ended inside that destructor, and the process aborts. A pause without the GIL lets them finish first.
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- W3 (and W2's dist_params)

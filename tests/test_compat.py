@@ -58,6 +58,26 @@ def test_w2_gloo_group_is_destroyed_at_exit(tmp_path):
     assert 'trained, initialised: True' in out and 'at exit, initialised: False' in out
 
 
+def test_w2_the_exit_handler_pauses_without_the_gil_after_destroying_the_group(monkeypatch):
+    """gloo's worker threads outlive the group and may still have to take the GIL to free a finished collective's
+    work; one that takes it while the interpreter finalises aborts the process, so the handler pauses (a sleep
+    releases the GIL) once the group is gone. ``scripts/dev/ddp_exit_aborts.py --minimal`` measures the aborts."""
+    import time
+
+    import torch.distributed as dist
+
+    from mclir_basicsr import compat
+    store = dist.HashStore()
+    dist.init_process_group('gloo', store=store, rank=0, world_size=1)
+    pauses = []
+    monkeypatch.setattr(time, 'sleep', lambda s: pauses.append((s, dist.is_initialized())))
+    compat._destroy_process_group()
+    assert not dist.is_initialized() and len(pauses) == 1
+    assert pauses[0][0] >= 0.01 and pauses[0][1] is False  # after the group is gone
+    compat._destroy_process_group()  # no group: nothing to do
+    assert len(pauses) == 1
+
+
 def test_w2_slurm_launcher_on_cpu(tmp_path):
     code = ('import mclir_basicsr.compat as c, torch.distributed as d\n'
             f"c.init_dist('slurm', port={free_port()})\n"
