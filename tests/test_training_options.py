@@ -229,6 +229,18 @@ def test_a_scheduler_that_ends_before_total_iter_is_named(scheduler, key, end):
     check_scheduler({'scheduler': scheduler})  # no total_iter: nothing to compare
 
 
+def test_a_one_cycle_scheduler_without_an_end_is_named():
+    """torch refuses OneCycleLR without total_steps (or epochs and steps_per_epoch) when BasicSR builds it, after
+    the run's folders exist; the check names it, and agrees with torch."""
+    import torch
+    scheduler = {'type': 'OneCycleLR', 'max_lr': 0.1, 'epochs': 2}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match='total_steps'):
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, epochs=2)
+    with pytest.raises(MCLIROptionError, match=r'^train\.scheduler\.total_steps: not set \(OneCycleLR needs'):
+        check_scheduler({'scheduler': scheduler, 'total_iter': 10})
+
+
 def test_scheduler_iterations_as_yaml_floats_pass():
     check_scheduler({'scheduler': {'type': 'TrueCosineAnnealingLR', 'T_max': 1e5, 'eta_min': 1e-7}})
     check_scheduler({'scheduler': {'type': 'MultiStepLR', 'milestones': [2e5, 4e5], 'gamma': 0.5}})

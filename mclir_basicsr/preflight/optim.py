@@ -184,6 +184,9 @@ def _check_end(kind, sched, total):
         key, how, end = 'total_steps', 'total_steps', as_int(sched['total_steps'])
     elif kind == 'OneCycleLR' and sched.get('epochs') is not None and sched.get('steps_per_epoch') is not None:
         key, how, end = 'epochs', 'epochs x steps_per_epoch', as_int(sched['epochs']) * as_int(sched['steps_per_epoch'])
+    elif kind == 'OneCycleLR':  # torch's ValueError when BasicSR builds it, after the run's folders exist
+        raise MCLIROptionError('train.scheduler.total_steps: not set (OneCycleLR needs total_steps, or epochs and '
+                               'steps_per_epoch), e.g. total_steps: the value of train.total_iter')
     else:
         return
     if is_number(total) and total - 1 > end:
