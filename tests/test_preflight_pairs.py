@@ -248,3 +248,28 @@ def test_a_sampled_gt_that_is_no_image_is_named(data):
     shutil.copy(os.path.join(data, 'lq', '000.png'), os.path.join(data, 'lq', 'zz.png'))
     message = problem(opt_for(data))
     assert message.startswith('datasets.train.dataroot_gt: ') and message.endswith('zz.png cannot be read as an image')
+
+
+@pytest.mark.parametrize('batch, ratio, world_size, runs', [
+    (6, 1, 1, True), (7, 1, 1, False), (7, 2, 1, True), (3, 1, 2, True), (4, 1, 2, False), (4, 1.5, 2, True)])
+def test_a_batch_larger_than_each_process_share_is_named(data, batch, ratio, world_size, runs):
+    """BasicSR's training loader drops an incomplete batch: with a batch larger than a process's share of the
+    (enlarged) pairs it yields nothing, and the run ends at once with exit code 0. The check agrees with BasicSR's
+    own sampler and loader, built here for each rank."""
+    import torch
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.data.data_sampler import EnlargedSampler
+    opt = opt_for(data, batch_size_per_gpu=batch, dataset_enlarge_ratio=ratio)
+    opt['world_size'] = world_size
+    train = dict(opt['datasets']['train'], num_worker_per_gpu=0)
+    dataset = build_dataset(train)
+    batches = [len(build_dataloader(dataset, train, num_gpu=0, dist=world_size > 1,
+                                    sampler=EnlargedSampler(dataset, world_size, rank, ratio), seed=0))
+               for rank in range(world_size)]
+    assert all(batches) is runs and torch.is_tensor(dataset[0]['gt'])
+    if runs:
+        check_pairs(opt)
+    else:
+        message = problem(opt)
+        assert message.startswith(f'datasets.train.batch_size_per_gpu: {batch} is more than the ')
+        assert 'not one iteration would run' in message and (f'each of {world_size}' in message) is (world_size > 1)

@@ -12,6 +12,9 @@ with the option path:
 * the first pair (by GT name), when its sizes are not ``scale`` apart: both sizes and the scale (exact in
   training, where BasicSR's ``paired_random_crop`` needs it; outside training ``PairedImageDataset`` crops the
   GT to ``scale`` times the LQ, so a GT up to ``scale - 1`` pixels larger is accepted there);
+* in training, a ``batch_size_per_gpu`` larger than each process's share of the pairs (times
+  ``dataset_enlarge_ratio``): BasicSR's training loader drops the incomplete batch, so not one iteration would
+  run, and the run would end at once with exit code 0 and an untrained network saved as its result;
 * in training, a ``gt_size`` larger than the smallest GT image of a deterministic sample of at most
   :data:`SAMPLE` files spread over the set (the first included): the file, its size and ``gt_size``.
 
@@ -27,9 +30,11 @@ check_pairs 18 ms with hard links of one pair, 10 ms with 800 real copies (media
 in the page cache); BasicSR's own ``paired_paths_from_folder`` of the same folders, which ``PairedImageDataset``
 runs anyway, 21 ms and 12 ms. From a cold disk cache the header reads add about 34 random reads.
 """
+import math
 import os
 
 from mclir_basicsr.preflight import PreflightError, registry
+from mclir_basicsr.validate import is_number
 
 SAMPLE = 32  # at most this many GT files have their size read for the gt_size check
 SHOWN = 3  # names listed in a message
@@ -200,6 +205,21 @@ def check_gt_size(prefix, gt_paths, gt_size):
                              f'{len(gt_paths)}); expected at most {min(width, height)}')
 
 
+def check_batches(prefix, dataset, pairs, world_size):
+    """Each process gets ``ceil(pairs * dataset_enlarge_ratio / world_size)`` samples (BasicSR's EnlargedSampler),
+    in whole batches only."""
+    batch, ratio = dataset.get('batch_size_per_gpu'), dataset.get('dataset_enlarge_ratio', 1)
+    if not (isinstance(batch, int) and is_number(ratio) and isinstance(world_size, int) and world_size >= 1):
+        return
+    share = math.ceil(pairs * ratio / world_size)
+    if batch > share:
+        each = f' for each of {world_size} processes' if world_size > 1 else ''
+        raise PreflightError(f'{prefix}.batch_size_per_gpu: {batch} is more than the {share} training samples{each} '
+                             f'({pairs} pairs x dataset_enlarge_ratio {ratio}): BasicSR drops an incomplete batch, so '
+                             f'not one iteration would run; expected at most {share}, or a larger '
+                             'dataset_enlarge_ratio')
+
+
 def _pairs(prefix, dataset, meta_key):
     """The dataset's pairs, or None when this check does not see them (LMDB, RealESRGAN's meta_info)."""
     backend = (dataset.get('io_backend') or {}).get('type', 'disk')
@@ -210,7 +230,7 @@ def _pairs(prefix, dataset, meta_key):
     return meta_pairs(prefix, dataset) if meta_key == 'meta_info_file' else None
 
 
-def check_paired_dataset(phase, dataset, scale):
+def check_paired_dataset(phase, dataset, scale, world_size=1):
     """Names, the first pair's scale and (training) gt_size of ``datasets.<phase>``, when BasicSR pairs it by
     name; the sizes only when the class loads its samples as BasicSR's paired datasets do (a subclass with its
     own ``__getitem__`` may resize or crop otherwise)."""
@@ -222,9 +242,11 @@ def check_paired_dataset(phase, dataset, scale):
         return
     prefix = f'datasets.{phase}'
     pairs = _pairs(prefix, dataset, meta_key)
+    training = str(phase).split('_')[0] == 'train'
+    if pairs and training:
+        check_batches(prefix, dataset, len(pairs), world_size)
     if not pairs or not registry.crops_pairs(cls):
         return
-    training = str(phase).split('_')[0] == 'train'
     if isinstance(scale, int) and not isinstance(scale, bool) and scale >= 1:
         exact = training or meta_key != 'meta_info_file'  # only PairedImageDataset crops a larger GT
         check_scale_of_first_pair(prefix, pairs[0], scale, exact)
@@ -237,4 +259,4 @@ def check_pairs(opt):
     """Every paired dataset of ``opt`` (see the module's docstring); raises the first problem found."""
     for phase, dataset in (opt.get('datasets') or {}).items():
         scale = dataset.get('scale', opt.get('scale')) if isinstance(dataset, dict) else None
-        check_paired_dataset(phase, dataset, scale)
+        check_paired_dataset(phase, dataset, scale, opt.get('world_size', 1))
