@@ -245,6 +245,34 @@ def test_a_network_whose_scale_is_not_the_option_files_is_named_before_training(
     assert model.net_g.training
 
 
+@pytest.mark.parametrize('network, color, message', [
+    ({'num_in_ch': 1}, None, r'^network_g\.num_in_ch \(1\): the network cannot take a 3x8x8 training LQ patch, the '
+                             r'training images have 3 channels \(datasets\.train\.color: null, RGB\): .*channels'),
+    # EDSR adds its RGB mean to the output: a 1-channel network gives 3 equal channels, which the loss accepts
+    ({'num_out_ch': 1}, None, r'^network_g\.num_out_ch \(1\): the network gives 1 channel, but the training images '
+                              r'have 3 channels .* the pixel loss would broadcast one over the other'),
+    ({}, 'y', r'^network_g\.num_out_ch \(3\): the network gives 3 channels, but the training images have 1 channel '
+              r'\(datasets\.train\.color: y\)'),
+])
+def test_a_network_that_does_not_fit_the_images_channels_is_named_before_training(tmp_path, data_x2, network, color,
+                                                                                 message):
+    """BasicSR's paired datasets give 3 channels (1 with color: y). Without the check the first case stops at the
+    first iteration with torch's RuntimeError, and the other two train: EDSR broadcasts its RGB mean over a 1-channel
+    image, and the L1 loss broadcasts a 3-channel output over a 1-channel GT."""
+    from basicsr.models import build_model
+
+    from mclir_basicsr.validate import MCLIROptionError
+    opt = _model_opt(tmp_path, data_x2, **network)
+    opt['datasets']['train']['color'] = color
+    with pytest.raises(MCLIROptionError, match=message):
+        build_model(opt)
+    opt = _model_opt(tmp_path, data_x2)
+    opt['network_g'] = {'type': 'MSRResNet', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 1,
+                        'upscale': 2}
+    opt['datasets']['train']['color'] = 'y'
+    assert build_model(opt).net_g.training  # a Y-channel network on Y-channel data
+
+
 def test_the_scale_check_leaves_the_network_untouched(tmp_path, data_x2):
     from mclir_basicsr.models.guards import check_output_scale
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3))

@@ -65,31 +65,70 @@ def stop_if_not_finite(usable, loss_dict, current_iter, distributed):
 
 
 IN_CHANNEL_ARGS = ('num_in_ch', 'in_chans', 'in_nc', 'in_channels', 'in_ch', 'n_colors')
+OUT_CHANNEL_ARGS = ('num_out_ch', 'out_chans', 'out_nc', 'out_channels', 'out_ch', 'n_colors')
 SCALE_ARGS = ('upscale', 'scale', 'upscale_factor', 'up_scale', 'sf')
+
+
+def _arg(arch, names):
+    return next((k for k in names if k in arch), None)
+
+
+def data_channels(opt):
+    """The channels of the training samples, when the train dataset loads them as BasicSR's paired datasets do
+    (``imfrombytes``: 3, or 1 with PairedImageDataset's ``color: y``); None for any other dataset."""
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+
+    from mclir_basicsr.preflight import registry
+    train = ((opt.get('datasets') or {}).get('train')) or {}
+    cls = registry.dataset_class(train.get('type'))
+    if cls is None or not registry.crops_pairs(cls):
+        return None
+    return 1 if issubclass(cls, PairedImageDataset) and train.get('color') == 'y' else 3
 
 
 @torch.no_grad()
 def check_output_scale(net, opt, device):
     """One no-grad forward of a zero input of the training patch's size (eval mode, so no statistic moves and no
     random number is drawn): the network's output must be ``scale`` times its input, else an MCLIROptionError
-    naming network_g's scale argument and ``scale``. An input the network cannot take (a channel count or size
-    this guess gets wrong) skips the check: training then meets the network's own error."""
+    naming network_g's scale argument and ``scale``. Where the train dataset loads as BasicSR's (:func:`data_channels`)
+    the input has the data's channels, and a network that cannot take them, or gives another number of channels
+    than the GT has (which the pixel loss would broadcast silently), is named too. Otherwise an input the network
+    cannot take (a channel count or size guessed wrong) skips the check: training then meets the network's own
+    error."""
     from mclir_basicsr.validate import MCLIROptionError
     arch, scale = opt['network_g'], int(opt.get('scale', 1))
     gt_size = ((opt.get('datasets') or {}).get('train') or {}).get('gt_size')
     size = max(int(gt_size) // scale, 1) if isinstance(gt_size, int) and gt_size > 0 else 16
-    channels = next((arch[k] for k in IN_CHANNEL_ARGS if isinstance(arch.get(k), int)), 3)
+    known = data_channels(opt)
+    channels = known or next((arch[k] for k in IN_CHANNEL_ARGS if isinstance(arch.get(k), int)), 3)
+    images = f'the training images have {known} channel{"s" if known > 1 else ""} (datasets.train.color: ' \
+             f'{"y" if known == 1 else "null, RGB"})' if known else ''
     was_training = net.training
     net.eval()
     try:
         out = net(torch.zeros(1, channels, size, size, device=device))
-    except Exception:  # noqa: BLE001  (see the docstring)
+    except Exception as e:  # noqa: BLE001  (see the docstring)
+        if known and isinstance(gt_size, int):
+            arg = _arg(arch, IN_CHANNEL_ARGS)
+            what = f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MCLIROptionError(f'{what}: the network cannot take a {known}x{size}x{size} training LQ patch, '
+                                   f'{images}: {first}') from None
         return
     finally:
         net.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.dim() != 4 or tuple(out.shape[-2:]) == (size * scale, size * scale):
+    if not isinstance(out, torch.Tensor) or out.dim() != 4:
         return
-    arg = next((k for k in SCALE_ARGS if k in arch), None)
+    arg = _arg(arch, OUT_CHANNEL_ARGS)
+    declared = arch[arg] if arg and isinstance(arch[arg], int) else out.shape[1]
+    given = declared if declared != known else out.shape[1]  # EDSR's mean broadcasts a 1-channel output to 3
+    if known and given != known:
+        what = f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
+        raise MCLIROptionError(f'{what}: the network gives {given} channel{"s" if given > 1 else ""}, but {images}, '
+                               'and the pixel loss would broadcast one over the other; make them agree')
+    if tuple(out.shape[-2:]) == (size * scale, size * scale):
+        return
+    arg = _arg(arch, SCALE_ARGS)
     what = f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
     raise MCLIROptionError(
         f'{what}: the network turns a {size}x{size} input into {out.shape[-2]}x{out.shape[-1]}, but scale is {scale} '
