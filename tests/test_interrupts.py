@@ -226,6 +226,36 @@ def test_a_worker_killed_by_the_stop_signal_stops_the_run_as_asked(tmp_path):
         INTERRUPTS.disarm()
 
 
+def test_a_worker_reported_dead_while_the_stop_shuts_the_workers_down_is_the_stops(tmp_path, monkeypatch):
+    """The stop saves, disarms and raises; shutting the loader's workers down, torch's SIGCHLD handler may then report
+    a worker that the process group's SIGTERM killed. That report is the stop's: the run exits 143, not 1."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    from mclir_basicsr.runs.interrupts import INTERRUPTS, RunInterrupted
+    from mclir_basicsr.runs.resumable_data import ResumableCPUPrefetcher
+    opt = {'path': {'training_states': str(tmp_path), 'models': str(tmp_path)}, 'dist': False}
+    prefetcher = ResumableCPUPrefetcher(torch.utils.data.DataLoader(_Dispositions(), batch_size=1, num_workers=1))
+    shut_down = _MultiProcessingDataLoaderIter._shutdown_workers
+
+    def reported(iterator):
+        shut_down(iterator)
+        raise RuntimeError('DataLoader worker (pid 1234) is killed by signal: Terminated.')
+
+    model = _Model()
+    INTERRUPTS.arm(model, opt)
+    try:
+        INTERRUPTS.begin(0)
+        prefetcher.reset()
+        assert prefetcher.next() is not None
+        monkeypatch.setattr(_MultiProcessingDataLoaderIter, '_shutdown_workers', reported)
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(RunInterrupted) as stop:
+            prefetcher.next()
+        assert stop.value.code == 143 and [iteration for _, iteration in model.saved] == [1]
+    finally:
+        INTERRUPTS.disarm()
+
+
 class _Model:
     def __init__(self):
         self.saved = []

@@ -30,15 +30,16 @@ class ResumableSampler(EnlargedSampler):
         return itertools.islice(indices, skip, None)
 
 
-def _shut_down(iterator):
-    """Shut a loader iterator's workers down now rather than when it is collected. During a stop, a worker that died
-    of the signal is reported by torch at every SIGCHLD until its iterator is shut down (at exit: a traceback from
-    the iterator's ``__del__``): here the report is the stop's, not an error."""
+def _shut_down(iterator, stopping=False):
+    """Shut a loader iterator's workers down now rather than when it is collected. During a stop (``stopping``: the
+    stop is already raised, and the interrupts disarmed), a worker that died of the signal is reported by torch at
+    every SIGCHLD until its iterator is shut down (at exit: a traceback from the iterator's ``__del__``): here the
+    report is the stop's, not an error."""
     if isinstance(iterator, _MultiProcessingDataLoaderIter):
         try:
             iterator._shutdown_workers()
         except RuntimeError:
-            if not INTERRUPTS.requested:
+            if not (stopping or INTERRUPTS.requested):
                 raise  # torch forgets the iterator's workers all the same (its ``finally``)
 
 
@@ -101,7 +102,7 @@ class _Resumable:
                     raise
                 INTERRUPTS.stop(INTERRUPTS.signum, self.progress.epoch)
         except RunInterrupted:
-            _shut_down(self.loader)
+            _shut_down(self.loader, stopping=True)
             raise
 
     def _poll(self):
