@@ -69,8 +69,10 @@ OUT_CHANNEL_ARGS = ('num_out_ch', 'out_chans', 'out_nc', 'out_channels', 'out_ch
 SCALE_ARGS = ('upscale', 'scale', 'upscale_factor', 'up_scale', 'sf')
 
 
-def _arg(arch, names):
-    return next((k for k in names if k in arch), None)
+def _named(arch, names):
+    """network_g's argument among ``names`` with its value, as messages name it, or the network's type."""
+    arg = next((k for k in names if k in arch), None)
+    return f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
 
 
 def data_channels(opt):
@@ -109,27 +111,24 @@ def check_output_scale(net, opt, device):
         out = net(torch.zeros(1, channels, size, size, device=device))
     except Exception as e:  # noqa: BLE001  (see the docstring)
         if known and isinstance(gt_size, int):
-            arg = _arg(arch, IN_CHANNEL_ARGS)
-            what = f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MCLIROptionError(f'{what}: the network cannot take a {known}x{size}x{size} training LQ patch, '
-                                   f'{images}: {first}') from None
+            raise MCLIROptionError(f'{_named(arch, IN_CHANNEL_ARGS)}: the network cannot take a {known}x{size}x{size} '
+                                   f'training LQ patch, {images}: {first}') from None
         return
     finally:
         net.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 4:
         return
-    arg = _arg(arch, OUT_CHANNEL_ARGS)
-    declared = arch[arg] if arg and isinstance(arch[arg], int) else out.shape[1]
+    declared = next((arch[k] for k in OUT_CHANNEL_ARGS if k in arch), None)
+    declared = declared if isinstance(declared, int) else out.shape[1]
     given = declared if declared != known else out.shape[1]  # EDSR's mean broadcasts a 1-channel output to 3
     if known and given != known:
-        what = f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
-        raise MCLIROptionError(f'{what}: the network gives {given} channel{"s" if given > 1 else ""}, but {images}, '
-                               'and the pixel loss would broadcast one over the other; make them agree')
+        raise MCLIROptionError(f'{_named(arch, OUT_CHANNEL_ARGS)}: the network gives {given} '
+                               f'channel{"s" if given > 1 else ""}, but {images}, and the pixel loss would broadcast '
+                               'one over the other; make them agree')
     if tuple(out.shape[-2:]) == (size * scale, size * scale):
         return
-    arg = _arg(arch, SCALE_ARGS)
-    what = f'network_g.{arg} ({arch[arg]})' if arg else f'network_g ({arch.get("type")})'
     raise MCLIROptionError(
-        f'{what}: the network turns a {size}x{size} input into {out.shape[-2]}x{out.shape[-1]}, but scale is {scale} '
-        f'(expected {size * scale}x{size * scale}); make network_g\'s scale and the option file\'s scale agree')
+        f'{_named(arch, SCALE_ARGS)}: the network turns a {size}x{size} input into {out.shape[-2]}x{out.shape[-1]}, '
+        f'but scale is {scale} (expected {size * scale}x{size * scale}); make network_g\'s scale and the option '
+        'file\'s scale agree')
